@@ -1,0 +1,98 @@
+//! The storage seam: one `Store` trait that the SQLite and PostgreSQL crates implement, the rows
+//! it speaks, the audit hash chain (linked inside the store's commit, where the previous link is
+//! known), and the conformance suite both implementations must pass.
+//!
+//! The store only ever sees ciphertext for secret values.
+
+pub mod chain;
+pub mod conformance;
+mod rows;
+
+pub use rows::*;
+
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row the operation needs does not exist (or not in the needed state).
+    #[error("not found")]
+    NotFound,
+    /// The operation would overwrite or reuse something that exists.
+    #[error("conflict")]
+    Conflict,
+    /// The backend failed; the text is for logs, never for clients.
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A change to secrets. Each is applied atomically together with its audit record.
+#[derive(Debug, Clone)]
+pub enum Mutation {
+    /// Adds a version (its `seq` is assigned by the store) and makes it the latest. Conflict if
+    /// the secret is soft-deleted.
+    PutVersion { display_name: String, version: VersionRow },
+    /// Replaces the mutable attributes of one version. NotFound if absent or deleted.
+    UpdateVersion { version: VersionRow },
+    /// NotFound unless the secret exists and is not deleted.
+    SoftDelete { vault_id: String, name: String, deleted_at: i64, purge_at: i64 },
+    /// NotFound unless the secret is soft-deleted.
+    Recover { vault_id: String, name: String },
+    /// Removes a soft-deleted secret and all its versions. NotFound unless soft-deleted.
+    Purge { vault_id: String, name: String },
+    /// Creates a secret with all its versions. Conflict if the name exists in any state.
+    Restore { display_name: String, versions: Vec<VersionRow> },
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is, for logs and `/health`.
+    fn backend(&self) -> &'static str;
+
+    // --- deployment metadata and keys
+    async fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Inserts unless present; returns the value that is stored afterwards (first writer wins).
+    async fn put_meta_if_absent(&self, key: &str, value: &[u8]) -> StoreResult<Vec<u8>>;
+    async fn list_data_keys(&self) -> StoreResult<Vec<DataKeyRow>>;
+    /// Conflict if the id is taken (another node created it first).
+    async fn insert_data_key(&self, key: DataKeyRow) -> StoreResult<()>;
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>>;
+    async fn insert_signing_key(&self, key: SigningKeyRow) -> StoreResult<()>;
+
+    // --- identities
+    async fn insert_tenant(&self, tenant: TenantRow) -> StoreResult<()>;
+    async fn get_tenant(&self, id: &str) -> StoreResult<Option<TenantRow>>;
+    async fn insert_principal(&self, principal: PrincipalRow) -> StoreResult<()>;
+    async fn get_principal_by_client_id(&self, tenant_id: &str, client_id: &str) -> StoreResult<Option<PrincipalRow>>;
+    async fn insert_client_secret(&self, secret: ClientSecretRow) -> StoreResult<()>;
+    async fn list_client_secrets(&self, principal_id: &str) -> StoreResult<Vec<ClientSecretRow>>;
+
+    // --- vaults and their access policies
+    /// Conflict if the name is taken.
+    async fn insert_vault(&self, vault: VaultRow) -> StoreResult<()>;
+    async fn get_vault_by_name(&self, name: &str) -> StoreResult<Option<VaultRow>>;
+    async fn list_vaults(&self) -> StoreResult<Vec<VaultRow>>;
+    async fn set_access_policy(&self, policy: AccessPolicyRow) -> StoreResult<()>;
+    async fn list_access_policies(&self, vault_id: &str) -> StoreResult<Vec<AccessPolicyRow>>;
+
+    // --- secrets
+    async fn get_secret(&self, vault_id: &str, name: &str) -> StoreResult<Option<SecretRow>>;
+    async fn get_version(&self, vault_id: &str, name: &str, version: &str) -> StoreResult<Option<VersionRow>>;
+    /// Secrets (deleted or not, as asked) in name order after `after`, each with its latest version.
+    async fn list_secrets(&self, vault_id: &str, deleted: bool, after: Option<&str>, limit: u32)
+    -> StoreResult<Vec<(SecretRow, VersionRow)>>;
+    /// Versions of one secret in creation order after `after_seq`.
+    async fn list_versions(&self, vault_id: &str, name: &str, after_seq: i64, limit: u32) -> StoreResult<Vec<VersionRow>>;
+    /// Soft-deleted secrets whose purge date is at or before `now`.
+    async fn purge_due(&self, now: i64, limit: u32) -> StoreResult<Vec<SecretRow>>;
+    /// Applies `mutation` and appends `audit` to its vault's chain in one transaction.
+    async fn apply(&self, mutation: Mutation, audit: AuditEntry) -> StoreResult<()>;
+
+    // --- audit
+    /// Appends records (each to its vault's chain) in one durable transaction.
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> StoreResult<()>;
+    async fn read_audit(&self, vault_id: &str, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>>;
+    /// The chain head (last seq and hash) kept beside the records, so a cut tail shows.
+    async fn audit_head(&self, vault_id: &str) -> StoreResult<Option<(i64, Vec<u8>)>>;
+}
