@@ -1,0 +1,66 @@
+//! HTTP: the Azure Key Vault secrets data plane (vault chosen by Host) and the token service.
+//! Handlers are thin: they translate HTTP to domain calls and domain errors to the AKV error
+//! shape, and make sure every data-plane request leaves exactly one audit record.
+
+mod data_plane;
+mod errors;
+mod token_routes;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue};
+use std::sync::Arc;
+use strongbox_domain::audit::AuditWriter;
+use strongbox_domain::secrets::SecretService;
+use strongbox_identity::TokenService;
+use strongbox_store::Store;
+
+/// Largest request body accepted (a restore blob of a secret with many versions).
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// api-version values the current Azure SDKs send.
+pub const API_VERSIONS: &[&str] = &[
+    "7.0",
+    "7.1",
+    "7.2",
+    "7.3",
+    "7.4",
+    "7.5",
+    "7.6",
+    "2025-07-01",
+    "2026-04-01",
+];
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub secrets: Arc<SecretService>,
+    pub tokens: Arc<TokenService>,
+    pub audit: AuditWriter,
+    /// Vault hosts are `{vault}.{dns_suffix}`.
+    pub dns_suffix: String,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(token_routes::routes())
+        .fallback(data_plane::handle)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(add_service_headers))
+        .with_state(state)
+}
+
+async fn add_service_headers(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        headers.insert(HeaderName::from_static("x-ms-request-id"), v);
+    }
+    headers.insert(
+        HeaderName::from_static("x-ms-keyvault-service-version"),
+        HeaderValue::from_static(concat!("strongbox/", env!("CARGO_PKG_VERSION"))),
+    );
+    headers.insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    response
+}

@@ -25,7 +25,9 @@ pub struct Keyring {
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keyring").field("active", &self.active).finish_non_exhaustive()
+        f.debug_struct("Keyring")
+            .field("active", &self.active)
+            .finish_non_exhaustive()
     }
 }
 
@@ -42,7 +44,10 @@ impl Keyring {
     pub fn new_data_key(root: &RootKey, id: u32) -> SealedKey {
         let key = Zeroizing::new(crate::random_bytes::<32>());
         let kek = root.derive("data-key-wrapping");
-        SealedKey { id, wrapped: seal_with(&cipher(&kek), 0, &wrap_aad(id), key.as_ref()) }
+        SealedKey {
+            id,
+            wrapped: seal_with(&cipher(&kek), 0, &wrap_aad(id), key.as_ref()),
+        }
     }
 
     /// Unseals the stored data keys. A root that did not seal them fails here, clearly, rather
@@ -52,11 +57,18 @@ impl Keyring {
         let mut keys = BTreeMap::new();
         for s in sealed {
             let plain = open_with(&kek, &wrap_aad(s.id), &s.wrapped)?;
-            let bytes: &[u8; 32] = plain.as_slice().try_into().map_err(|_| CryptoError::Decrypt)?;
+            let bytes: &[u8; 32] = plain
+                .as_slice()
+                .try_into()
+                .map_err(|_| CryptoError::Decrypt)?;
             keys.insert(s.id, cipher(bytes));
         }
         let active = *keys.keys().next_back().ok_or(CryptoError::UnknownKey(0))?;
-        Ok(Keyring { keys, active, mac_key: root.derive("mac") })
+        Ok(Keyring {
+            keys,
+            active,
+            mac_key: root.derive("mac"),
+        })
     }
 
     pub fn active_key_id(&self) -> u32 {
@@ -69,7 +81,11 @@ impl Keyring {
     }
 
     /// Opens what [`Keyring::seal`] produced with the same `aad`.
-    pub fn open_sealed(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub fn open_sealed(
+        &self,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         if sealed.len() < HEADER_LEN || sealed[0] != FORMAT_V1 {
             return Err(CryptoError::Decrypt);
         }
@@ -95,13 +111,23 @@ fn seal_with(cipher: &XChaCha20Poly1305, id: u32, aad: &[u8], plaintext: &[u8]) 
     let mut full_aad = out.clone();
     full_aad.extend_from_slice(aad);
     let ct = cipher
-        .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad: &full_aad })
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad: &full_aad,
+            },
+        )
         .expect("XChaCha20-Poly1305 encryption does not fail for in-memory sizes");
     out.extend_from_slice(&ct);
     out
 }
 
-fn open_with(cipher: &XChaCha20Poly1305, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+fn open_with(
+    cipher: &XChaCha20Poly1305,
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     if sealed.len() < HEADER_LEN || sealed[0] != FORMAT_V1 {
         return Err(CryptoError::Decrypt);
     }
@@ -110,7 +136,13 @@ fn open_with(cipher: &XChaCha20Poly1305, aad: &[u8], sealed: &[u8]) -> Result<Ze
     let mut full_aad = header.to_vec();
     full_aad.extend_from_slice(aad);
     cipher
-        .decrypt(&XNonce::from(nonce), Payload { msg: ct, aad: &full_aad })
+        .decrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: ct,
+                aad: &full_aad,
+            },
+        )
         .map(Zeroizing::new)
         .map_err(|_| CryptoError::Decrypt)
 }
@@ -129,21 +161,34 @@ mod tests {
         let ring = Keyring::open(&r, &[Keyring::new_data_key(&r, 1)]).unwrap();
         let sealed = ring.seal(b"vault/name/v1", b"hunter2");
         assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
-        assert_eq!(ring.open_sealed(b"vault/name/v1", &sealed).unwrap().as_slice(), b"hunter2");
+        assert_eq!(
+            ring.open_sealed(b"vault/name/v1", &sealed)
+                .unwrap()
+                .as_slice(),
+            b"hunter2"
+        );
         assert!(ring.open_sealed(b"vault/other/v1", &sealed).is_err());
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 1;
-            assert!(ring.open_sealed(b"vault/name/v1", &bad).is_err(), "flip at {i} went unnoticed");
+            assert!(
+                ring.open_sealed(b"vault/name/v1", &bad).is_err(),
+                "flip at {i} went unnoticed"
+            );
         }
-        assert!(ring.open_sealed(b"vault/name/v1", &sealed[..sealed.len() - 1]).is_err());
+        assert!(
+            ring.open_sealed(b"vault/name/v1", &sealed[..sealed.len() - 1])
+                .is_err()
+        );
     }
 
     #[test]
     fn rotation_keeps_old_ciphertexts_readable() {
         let r = root(b"a");
         let k1 = Keyring::new_data_key(&r, 1);
-        let old = Keyring::open(&r, std::slice::from_ref(&k1)).unwrap().seal(b"x", b"old");
+        let old = Keyring::open(&r, std::slice::from_ref(&k1))
+            .unwrap()
+            .seal(b"x", b"old");
         let ring = Keyring::open(&r, &[k1, Keyring::new_data_key(&r, 2)]).unwrap();
         assert_eq!(ring.active_key_id(), 2);
         assert_eq!(ring.open_sealed(b"x", &old).unwrap().as_slice(), b"old");
@@ -154,6 +199,9 @@ mod tests {
     #[test]
     fn a_wrong_root_cannot_open_the_keyring() {
         let k1 = Keyring::new_data_key(&root(b"a"), 1);
-        assert!(matches!(Keyring::open(&root(b"b"), &[k1]), Err(CryptoError::Decrypt)));
+        assert!(matches!(
+            Keyring::open(&root(b"b"), &[k1]),
+            Err(CryptoError::Decrypt)
+        ));
     }
 }

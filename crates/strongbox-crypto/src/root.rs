@@ -21,12 +21,18 @@ const ARGON2_PASSES: u32 = 2;
 impl RootKey {
     /// Reads the key file, or creates it (mode 0600, 32 random bytes as hex) if it is absent.
     pub fn load_or_create_file(path: &Path) -> Result<RootKey, CryptoError> {
-        let err = |reason: String| CryptoError::KeyFile { path: path.display().to_string(), reason };
+        let err = |reason: String| CryptoError::KeyFile {
+            path: path.display().to_string(),
+            reason,
+        };
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                let bytes = Zeroizing::new(hex::decode(text.trim()).map_err(|_| err("not hex".into()))?);
-                let key: [u8; 32] =
-                    bytes.as_slice().try_into().map_err(|_| err("must hold 32 bytes".into()))?;
+                let bytes =
+                    Zeroizing::new(hex::decode(text.trim()).map_err(|_| err("not hex".into()))?);
+                let key: [u8; 32] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| err("must hold 32 bytes".into()))?;
                 Ok(RootKey(Zeroizing::new(key)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -37,7 +43,8 @@ impl RootKey {
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
                 let mut file = options.open(path).map_err(|e| err(e.to_string()))?;
-                file.write_all(hex_key.as_bytes()).map_err(|e| err(e.to_string()))?;
+                file.write_all(hex_key.as_bytes())
+                    .map_err(|e| err(e.to_string()))?;
                 file.sync_all().map_err(|e| err(e.to_string()))?;
                 Ok(RootKey(key))
             }

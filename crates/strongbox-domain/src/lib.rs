@@ -1,0 +1,15 @@
+//! The rules of Strongbox: secrets and their versions, soft delete / recover / purge / retention,
+//! backups, names, authorization (a pure function returning a capability), and audit records.
+//! Talks to storage, time and keys through `Store`, `Clock` and `Keyring`; knows no HTTP.
+
+pub mod audit;
+pub mod authz;
+pub mod clock;
+pub mod error;
+pub mod names;
+pub mod secrets;
+pub mod vaults;
+
+pub use authz::{Caller, Grant, Permission, authorize};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::DomainError;

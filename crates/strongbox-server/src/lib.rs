@@ -1,0 +1,268 @@
+//! The vault server: configuration, TLS (a small CA and a server certificate made on first run),
+//! store choice by URL, keys, dev bootstrap, wiring, background jobs and graceful shutdown.
+//! `start` takes an already bound listener so tests run the real server on `127.0.0.1:0`.
+
+mod bootstrap;
+mod tls;
+
+pub use bootstrap::DevCredentials;
+
+use anyhow::Context as _;
+use secrecy::{ExposeSecret, SecretString};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use strongbox_crypto::{Keyring, RootKey};
+use strongbox_domain::audit::AuditWriter;
+use strongbox_domain::secrets::SecretService;
+use strongbox_domain::{Clock, SystemClock};
+use strongbox_identity::TokenService;
+use strongbox_store::{Store, StoreError};
+
+/// Default DNS suffix of vault hosts: `{vault}.vault.localhost`.
+pub const DEFAULT_DNS_SUFFIX: &str = "vault.localhost";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub dns_suffix: String,
+    /// `sqlite:…` or `postgres://…`; default `sqlite:{data_dir}/strongbox.db`.
+    pub store_url: Option<String>,
+    /// Create the dev tenant, vault `dev` and an admin principal, and write dev-credentials.json.
+    pub dev: bool,
+    /// Derive the root key from this passphrase (Argon2id) instead of the key file.
+    pub passphrase: Option<SecretString>,
+    /// Root key file; default `{data_dir}/root.key`, created on first start.
+    pub key_file: Option<PathBuf>,
+    /// How often soft-deleted secrets past their purge date are purged.
+    pub purge_interval: Duration,
+}
+
+impl Config {
+    pub fn new(data_dir: PathBuf) -> Self {
+        Config {
+            data_dir,
+            dns_suffix: DEFAULT_DNS_SUFFIX.into(),
+            store_url: None,
+            dev: false,
+            passphrase: None,
+            key_file: None,
+            purge_interval: Duration::from_secs(60),
+        }
+    }
+
+    pub fn store_url(&self) -> String {
+        self.store_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("strongbox.db").display()))
+    }
+}
+
+/// Opens the store the URL names, migrated and ready.
+pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(
+            strongbox_store_sqlite::SqliteStore::open(url)
+                .await
+                .context("opening the SQLite store")?,
+        ))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(
+            strongbox_store_postgres::PostgresStore::open(url)
+                .await
+                .context("opening the PostgreSQL store")?,
+        ))
+    } else {
+        anyhow::bail!("unsupported store URL (use sqlite:PATH or postgres://…)")
+    }
+}
+
+/// The root key from the passphrase (salt kept in the store) or the key file.
+async fn root_key(config: &Config, store: &dyn Store) -> anyhow::Result<RootKey> {
+    match &config.passphrase {
+        Some(p) => {
+            let salt = store
+                .put_meta_if_absent("root_salt", &strongbox_crypto::random_bytes::<16>())
+                .await?;
+            let p = SecretString::from(p.expose_secret().to_string());
+            Ok(tokio::task::spawn_blocking(move || {
+                RootKey::from_passphrase(p.expose_secret().as_bytes(), &salt)
+            })
+            .await??)
+        }
+        None => {
+            let path = config
+                .key_file
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("root.key"));
+            Ok(RootKey::load_or_create_file(&path)?)
+        }
+    }
+}
+
+/// Unseals the keyring, creating the first data key on a new store.
+async fn keyring(store: &dyn Store, root: &RootKey) -> anyhow::Result<Keyring> {
+    if store.list_data_keys().await?.is_empty() {
+        let k = Keyring::new_data_key(root, 1);
+        match store
+            .insert_data_key(strongbox_store::DataKeyRow {
+                id: k.id,
+                wrapped: k.wrapped,
+            })
+            .await
+        {
+            Ok(()) | Err(StoreError::Conflict) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let sealed: Vec<_> = store
+        .list_data_keys()
+        .await?
+        .into_iter()
+        .map(|r| strongbox_crypto::SealedKey {
+            id: r.id,
+            wrapped: r.wrapped,
+        })
+        .collect();
+    Keyring::open(root, &sealed).map_err(|_| {
+        anyhow::anyhow!(
+            "the root key does not open this store's data keys (wrong key file or passphrase?)"
+        )
+    })
+}
+
+/// The store and unsealed keyring, for offline admin commands.
+pub async fn open_context(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Arc<Keyring>)> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    std::fs::create_dir_all(&config.data_dir).context("creating the data dir")?;
+    let store = open_store(&config.store_url()).await?;
+    let root = root_key(config, &*store).await?;
+    let keyring = Arc::new(keyring(&*store, &root).await?);
+    Ok((store, keyring))
+}
+
+/// A started server.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    /// Present in dev mode.
+    pub credentials: Option<DevCredentials>,
+    handle: axum_server::Handle<SocketAddr>,
+    serve: tokio::task::JoinHandle<std::io::Result<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    audit_task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets requests in flight finish (up to 10 s), then drains the audit queue.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        let served = self.serve.await;
+        for b in self.background {
+            b.abort();
+        }
+        // The router held the last AuditWriter clones; once it is gone the writer drains and ends.
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.audit_task).await;
+        served??;
+        Ok(())
+    }
+}
+
+/// Starts serving HTTPS on `listener` (already bound).
+pub async fn start(
+    config: Config,
+    listener: std::net::TcpListener,
+) -> anyhow::Result<RunningServer> {
+    let addr = listener.local_addr()?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (store, keyring) = open_context(&config).await?;
+
+    let port_suffix = if addr.port() == 443 {
+        String::new()
+    } else {
+        format!(":{}", addr.port())
+    };
+    let authority = format!("https://localhost{port_suffix}");
+    let audience = format!("https://{}{port_suffix}", config.dns_suffix);
+    let tokens = Arc::new(
+        TokenService::open(
+            store.clone(),
+            keyring.clone(),
+            clock.clone(),
+            authority.clone(),
+            audience,
+        )
+        .await?,
+    );
+    let tls = tls::ensure(&config.data_dir, &config.dns_suffix)?;
+    let credentials = if config.dev {
+        Some(
+            bootstrap::dev(
+                &*store,
+                &keyring,
+                &*clock,
+                &config,
+                &authority,
+                &port_suffix,
+                &tls.ca_cert,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+
+    let (audit, audit_task) = AuditWriter::start(store.clone());
+    let secrets = Arc::new(SecretService::new(
+        store.clone(),
+        keyring.clone(),
+        clock.clone(),
+        audit.clone(),
+    ));
+    let state = Arc::new(strongbox_api::AppState {
+        store: store.clone(),
+        secrets: secrets.clone(),
+        tokens,
+        audit,
+        dns_suffix: config.dns_suffix.to_ascii_lowercase(),
+    });
+    let app = strongbox_api::router(state);
+
+    let sweeper = {
+        let secrets = secrets.clone();
+        let every = config.purge_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match secrets.purge_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "purged secrets past their retention"),
+                    Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+                }
+            }
+        })
+    };
+    drop(secrets);
+
+    let rustls_config =
+        axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.server_chain, &tls.server_key)
+            .await
+            .context("loading the TLS certificate")?;
+    listener.set_nonblocking(true)?;
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(listener, rustls_config)?.handle(handle.clone());
+    let serve = tokio::spawn(async move {
+        server
+            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+            .await
+    });
+    tracing::info!(%addr, store = store.backend(), "strongbox listening");
+    Ok(RunningServer {
+        addr,
+        credentials,
+        handle,
+        serve,
+        background: vec![sweeper],
+        audit_task,
+    })
+}

@@ -11,7 +11,8 @@ use std::time::Duration;
 use strongbox_store::chain;
 use strongbox_store::*;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
 
 fn backend(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &e
@@ -41,11 +42,28 @@ impl PostgresStore {
             .map_err(backend)?;
         let migrations = MIGRATIONS
             .iter()
-            .map(|(v, d, sql)| Migration::new(*v, (*d).into(), MigrationType::Simple, sqlx::SqlStr::from_static(sql), false))
+            .map(|(v, d, sql)| {
+                Migration::new(
+                    *v,
+                    (*d).into(),
+                    MigrationType::Simple,
+                    sqlx::SqlStr::from_static(sql),
+                    false,
+                )
+            })
             .collect::<Vec<_>>();
-        let migrator = Migrator { migrations: migrations.into(), ..Migrator::DEFAULT };
-        migrator.run(&pool).await.map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(PostgresStore { write: pool.clone(), read: pool })
+        let migrator = Migrator {
+            migrations: migrations.into(),
+            ..Migrator::DEFAULT
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(PostgresStore {
+            write: pool.clone(),
+            read: pool,
+        })
     }
 
     /// The pool, for tests that need to reach under the store (tampering checks).
@@ -82,7 +100,12 @@ fn secret_row(r: &PgRow) -> Result<SecretRow, sqlx::Error> {
         vault_id: r.try_get("vault_id")?,
         name: r.try_get("name")?,
         display_name: r.try_get("display_name")?,
-        deleted: deleted_at.zip(purge_at).map(|(deleted_at, purge_at)| Deletion { deleted_at, purge_at }),
+        deleted: deleted_at
+            .zip(purge_at)
+            .map(|(deleted_at, purge_at)| Deletion {
+                deleted_at,
+                purge_at,
+            }),
     })
 }
 
@@ -118,7 +141,11 @@ const SECRET_WITH_LATEST: &str = "SELECT s.vault_id, s.name, s.display_name, s.d
      v.version, v.seq, v.sealed_value, v.content_type, v.tags_json, v.enabled, v.nbf, v.exp, v.created, v.updated \
      FROM secrets s JOIN secret_versions v ON v.vault_id = s.vault_id AND v.name = s.name AND v.seq = s.latest_seq";
 
-async fn insert_version(tx: &mut Transaction<'static, Postgres>, v: &VersionRow, seq: i64) -> Result<(), sqlx::Error> {
+async fn insert_version(
+    tx: &mut Transaction<'static, Postgres>,
+    v: &VersionRow,
+    seq: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO secret_versions (vault_id, name, version, seq, sealed_value, content_type, tags_json, \
          enabled, nbf, exp, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -141,7 +168,10 @@ async fn insert_version(tx: &mut Transaction<'static, Postgres>, v: &VersionRow,
 }
 
 /// Appends one record to its vault's chain inside `tx`.
-async fn append_chained(tx: &mut Transaction<'static, Postgres>, e: &AuditEntry) -> Result<(), sqlx::Error> {
+async fn append_chained(
+    tx: &mut Transaction<'static, Postgres>,
+    e: &AuditEntry,
+) -> Result<(), sqlx::Error> {
     // Make sure the head row exists, then lock it: concurrent appenders to this vault queue here.
     sqlx::query("INSERT INTO audit_heads (vault_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (vault_id) DO NOTHING")
         .bind(&e.vault_id)
@@ -187,7 +217,10 @@ async fn append_chained(tx: &mut Transaction<'static, Postgres>, e: &AuditEntry)
 
 async fn apply_mutation(tx: &mut Transaction<'static, Postgres>, m: &Mutation) -> StoreResult<()> {
     match m {
-        Mutation::PutVersion { display_name, version } => {
+        Mutation::PutVersion {
+            display_name,
+            version,
+        } => {
             let seq: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO secrets (vault_id, name, display_name, latest_seq) VALUES ($1, $2, $3, 1) \
                  ON CONFLICT (vault_id, name) DO UPDATE SET latest_seq = secrets.latest_seq + 1 \
@@ -220,9 +253,18 @@ async fn apply_mutation(tx: &mut Transaction<'static, Postgres>, m: &Mutation) -
             .execute(&mut **tx)
             .await
             .map_err(backend)?;
-            if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            if done.rows_affected() == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
         }
-        Mutation::SoftDelete { vault_id, name, deleted_at, purge_at } => {
+        Mutation::SoftDelete {
+            vault_id,
+            name,
+            deleted_at,
+            purge_at,
+        } => {
             let done = sqlx::query(
                 "UPDATE secrets SET deleted_at = $3, purge_at = $4 WHERE vault_id = $1 AND name = $2 \
                  AND deleted_at IS NULL",
@@ -234,7 +276,11 @@ async fn apply_mutation(tx: &mut Transaction<'static, Postgres>, m: &Mutation) -
             .execute(&mut **tx)
             .await
             .map_err(backend)?;
-            if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            if done.rows_affected() == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
         }
         Mutation::Recover { vault_id, name } => {
             let done = sqlx::query(
@@ -246,7 +292,11 @@ async fn apply_mutation(tx: &mut Transaction<'static, Postgres>, m: &Mutation) -
             .execute(&mut **tx)
             .await
             .map_err(backend)?;
-            if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            if done.rows_affected() == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
         }
         Mutation::Purge { vault_id, name } => {
             let deleted: Option<i64> = sqlx::query_scalar(
@@ -264,11 +314,19 @@ async fn apply_mutation(tx: &mut Transaction<'static, Postgres>, m: &Mutation) -
                 "DELETE FROM secret_versions WHERE vault_id = $1 AND name = $2",
                 "DELETE FROM secrets WHERE vault_id = $1 AND name = $2",
             ] {
-                sqlx::query(sql).bind(vault_id).bind(name).execute(&mut **tx).await.map_err(backend)?;
+                sqlx::query(sql)
+                    .bind(vault_id)
+                    .bind(name)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(backend)?;
             }
             Ok(())
         }
-        Mutation::Restore { display_name, versions } => {
+        Mutation::Restore {
+            display_name,
+            versions,
+        } => {
             let first = versions.first().ok_or(StoreError::NotFound)?;
             sqlx::query("INSERT INTO secrets (vault_id, name, display_name, latest_seq) VALUES ($1, $2, $3, $4)")
                 .bind(&first.vault_id)
@@ -323,7 +381,12 @@ impl Store for PostgresStore {
             .await
             .map_err(backend)?;
         rows.iter()
-            .map(|r| Ok(DataKeyRow { id: r.try_get::<i64, _>("id")? as u32, wrapped: r.try_get("wrapped")? }))
+            .map(|r| {
+                Ok(DataKeyRow {
+                    id: r.try_get::<i64, _>("id")? as u32,
+                    wrapped: r.try_get("wrapped")?,
+                })
+            })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(backend)
     }
@@ -339,10 +402,12 @@ impl Store for PostgresStore {
     }
 
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>> {
-        let rows = sqlx::query("SELECT kid, sealed_private, public_jwk, created FROM signing_keys ORDER BY created")
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
+        let rows = sqlx::query(
+            "SELECT kid, sealed_private, public_jwk, created FROM signing_keys ORDER BY created",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
         rows.iter()
             .map(|r| {
                 Ok(SigningKeyRow {
@@ -384,9 +449,14 @@ impl Store for PostgresStore {
             .fetch_optional(&self.read)
             .await
             .map_err(backend)?;
-        row.map(|r| Ok(TenantRow { id: r.try_get("id")?, display_name: r.try_get("display_name")? }))
-            .transpose()
-            .map_err(backend)
+        row.map(|r| {
+            Ok(TenantRow {
+                id: r.try_get("id")?,
+                display_name: r.try_get("display_name")?,
+            })
+        })
+        .transpose()
+        .map_err(backend)
     }
 
     async fn insert_principal(&self, p: PrincipalRow) -> StoreResult<()> {
@@ -404,7 +474,11 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn get_principal_by_client_id(&self, tenant_id: &str, client_id: &str) -> StoreResult<Option<PrincipalRow>> {
+    async fn get_principal_by_client_id(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+    ) -> StoreResult<Option<PrincipalRow>> {
         let row = sqlx::query(
             "SELECT object_id, tenant_id, client_id, display_name, kind FROM principals \
              WHERE tenant_id = $1 AND client_id = $2",
@@ -428,23 +502,27 @@ impl Store for PostgresStore {
     }
 
     async fn insert_client_secret(&self, s: ClientSecretRow) -> StoreResult<()> {
-        sqlx::query("INSERT INTO client_secrets (id, principal_id, hash, expires) VALUES ($1, $2, $3, $4)")
-            .bind(s.id)
-            .bind(s.principal_id)
-            .bind(s.hash)
-            .bind(s.expires)
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO client_secrets (id, principal_id, hash, expires) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(s.id)
+        .bind(s.principal_id)
+        .bind(s.hash)
+        .bind(s.expires)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
     async fn list_client_secrets(&self, principal_id: &str) -> StoreResult<Vec<ClientSecretRow>> {
-        let rows = sqlx::query("SELECT id, principal_id, hash, expires FROM client_secrets WHERE principal_id = $1")
-            .bind(principal_id)
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
+        let rows = sqlx::query(
+            "SELECT id, principal_id, hash, expires FROM client_secrets WHERE principal_id = $1",
+        )
+        .bind(principal_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
         rows.iter()
             .map(|r| {
                 Ok(ClientSecretRow {
@@ -486,8 +564,14 @@ impl Store for PostgresStore {
     }
 
     async fn list_vaults(&self) -> StoreResult<Vec<VaultRow>> {
-        let rows = sqlx::query("SELECT * FROM vaults ORDER BY name").fetch_all(&self.read).await.map_err(backend)?;
-        rows.iter().map(vault_row).collect::<Result<_, _>>().map_err(backend)
+        let rows = sqlx::query("SELECT * FROM vaults ORDER BY name")
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(vault_row)
+            .collect::<Result<_, _>>()
+            .map_err(backend)
     }
 
     async fn set_access_policy(&self, p: AccessPolicyRow) -> StoreResult<()> {
@@ -518,7 +602,11 @@ impl Store for PostgresStore {
                 Ok(AccessPolicyRow {
                     vault_id: r.try_get("vault_id")?,
                     object_id: r.try_get("object_id")?,
-                    secret_permissions: perms.split(',').filter(|p| !p.is_empty()).map(String::from).collect(),
+                    secret_permissions: perms
+                        .split(',')
+                        .filter(|p| !p.is_empty())
+                        .map(String::from)
+                        .collect(),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -535,14 +623,38 @@ impl Store for PostgresStore {
         row.as_ref().map(secret_row).transpose().map_err(backend)
     }
 
-    async fn get_version(&self, vault_id: &str, name: &str, version: &str) -> StoreResult<Option<VersionRow>> {
-        let row = sqlx::query("SELECT * FROM secret_versions WHERE vault_id = $1 AND name = $2 AND version = $3")
+    async fn get_latest(
+        &self,
+        vault_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<(SecretRow, VersionRow)>> {
+        let sql = format!("{SECRET_WITH_LATEST} WHERE s.vault_id = $1 AND s.name = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(vault_id)
             .bind(name)
-            .bind(version)
             .fetch_optional(&self.read)
             .await
             .map_err(backend)?;
+        row.map(|r| Ok((secret_row(&r)?, version_row(&r)?)))
+            .transpose()
+            .map_err(backend)
+    }
+
+    async fn get_version(
+        &self,
+        vault_id: &str,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<Option<VersionRow>> {
+        let row = sqlx::query(
+            "SELECT * FROM secret_versions WHERE vault_id = $1 AND name = $2 AND version = $3",
+        )
+        .bind(vault_id)
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(backend)?;
         row.as_ref().map(version_row).transpose().map_err(backend)
     }
 
@@ -571,7 +683,13 @@ impl Store for PostgresStore {
             .map_err(backend)
     }
 
-    async fn list_versions(&self, vault_id: &str, name: &str, after_seq: i64, limit: u32) -> StoreResult<Vec<VersionRow>> {
+    async fn list_versions(
+        &self,
+        vault_id: &str,
+        name: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<VersionRow>> {
         let rows = sqlx::query(
             "SELECT * FROM secret_versions WHERE vault_id = $1 AND name = $2 AND seq > $3 ORDER BY seq LIMIT $4",
         )
@@ -582,7 +700,10 @@ impl Store for PostgresStore {
         .fetch_all(&self.read)
         .await
         .map_err(backend)?;
-        rows.iter().map(version_row).collect::<Result<_, _>>().map_err(backend)
+        rows.iter()
+            .map(version_row)
+            .collect::<Result<_, _>>()
+            .map_err(backend)
     }
 
     async fn purge_due(&self, now: i64, limit: u32) -> StoreResult<Vec<SecretRow>> {
@@ -594,7 +715,10 @@ impl Store for PostgresStore {
         .fetch_all(&self.read)
         .await
         .map_err(backend)?;
-        rows.iter().map(secret_row).collect::<Result<_, _>>().map_err(backend)
+        rows.iter()
+            .map(secret_row)
+            .collect::<Result<_, _>>()
+            .map_err(backend)
     }
 
     async fn apply(&self, mutation: Mutation, audit: AuditEntry) -> StoreResult<()> {
@@ -615,15 +739,25 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn read_audit(&self, vault_id: &str, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
-        let rows = sqlx::query("SELECT * FROM audit_records WHERE vault_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
-            .bind(vault_id)
-            .bind(after_seq)
-            .bind(limit as i64)
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(audit_row).collect::<Result<_, _>>().map_err(backend)
+    async fn read_audit(
+        &self,
+        vault_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_records WHERE vault_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(vault_id)
+        .bind(after_seq)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(audit_row)
+            .collect::<Result<_, _>>()
+            .map_err(backend)
     }
 
     async fn audit_head(&self, vault_id: &str) -> StoreResult<Option<(i64, Vec<u8>)>> {
@@ -632,7 +766,9 @@ impl Store for PostgresStore {
             .fetch_optional(&self.read)
             .await
             .map_err(backend)?;
-        row.map(|r| Ok((r.try_get("seq")?, r.try_get("hash")?))).transpose().map_err(backend)
+        row.map(|r| Ok((r.try_get("seq")?, r.try_get("hash")?)))
+            .transpose()
+            .map_err(backend)
     }
 }
 
@@ -642,13 +778,17 @@ impl Store for PostgresStore {
 pub async fn test_database_url(label: &str) -> Option<String> {
     let Ok(base) = std::env::var("STRONGBOX_TEST_PG_URL") else {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI=true but STRONGBOX_TEST_PG_URL is not set: PostgreSQL tests cannot be skipped in CI");
+            panic!(
+                "CI=true but STRONGBOX_TEST_PG_URL is not set: PostgreSQL tests cannot be skipped in CI"
+            );
         }
         eprintln!("SKIPPED: PostgreSQL tests ({label}): STRONGBOX_TEST_PG_URL is not set");
         return None;
     };
     let name = format!("sbtest_{label}_{}", std::process::id()) + &format!("_{}", nanos());
-    let admin = PgPool::connect(&base).await.expect("connect to STRONGBOX_TEST_PG_URL");
+    let admin = PgPool::connect(&base)
+        .await
+        .expect("connect to STRONGBOX_TEST_PG_URL");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&admin)
         .await
@@ -659,5 +799,8 @@ pub async fn test_database_url(label: &str) -> Option<String> {
 }
 
 fn nanos() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }

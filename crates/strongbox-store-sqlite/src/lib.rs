@@ -5,14 +5,18 @@
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 use sqlx::{Row, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 use strongbox_store::chain;
 use strongbox_store::*;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
 
 fn backend(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &e
@@ -39,13 +43,31 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(backend)?;
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(backend)?;
         let migrations = MIGRATIONS
             .iter()
-            .map(|(v, d, sql)| Migration::new(*v, (*d).into(), MigrationType::Simple, sqlx::SqlStr::from_static(sql), false))
+            .map(|(v, d, sql)| {
+                Migration::new(
+                    *v,
+                    (*d).into(),
+                    MigrationType::Simple,
+                    sqlx::SqlStr::from_static(sql),
+                    false,
+                )
+            })
             .collect::<Vec<_>>();
-        let migrator = Migrator { migrations: migrations.into(), ..Migrator::DEFAULT };
-        migrator.run(&write).await.map_err(|e| StoreError::Backend(e.to_string()))?;
+        let migrator = Migrator {
+            migrations: migrations.into(),
+            ..Migrator::DEFAULT
+        };
+        migrator
+            .run(&write)
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
@@ -60,7 +82,10 @@ impl SqliteStore {
     }
 
     async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.write.begin_with("BEGIN IMMEDIATE").await.map_err(backend)
+        self.write
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)
     }
 }
 
@@ -88,7 +113,12 @@ fn secret_row(r: &SqliteRow) -> Result<SecretRow, sqlx::Error> {
         vault_id: r.try_get("vault_id")?,
         name: r.try_get("name")?,
         display_name: r.try_get("display_name")?,
-        deleted: deleted_at.zip(purge_at).map(|(deleted_at, purge_at)| Deletion { deleted_at, purge_at }),
+        deleted: deleted_at
+            .zip(purge_at)
+            .map(|(deleted_at, purge_at)| Deletion {
+                deleted_at,
+                purge_at,
+            }),
     })
 }
 
@@ -124,7 +154,11 @@ const SECRET_WITH_LATEST: &str = "SELECT s.vault_id, s.name, s.display_name, s.d
      v.version, v.seq, v.sealed_value, v.content_type, v.tags_json, v.enabled, v.nbf, v.exp, v.created, v.updated \
      FROM secrets s JOIN secret_versions v ON v.vault_id = s.vault_id AND v.name = s.name AND v.seq = s.latest_seq";
 
-async fn insert_version(tx: &mut Transaction<'static, Sqlite>, v: &VersionRow, seq: i64) -> Result<(), sqlx::Error> {
+async fn insert_version(
+    tx: &mut Transaction<'static, Sqlite>,
+    v: &VersionRow,
+    seq: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO secret_versions (vault_id, name, version, seq, sealed_value, content_type, tags_json, \
          enabled, nbf, exp, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -147,7 +181,10 @@ async fn insert_version(tx: &mut Transaction<'static, Sqlite>, v: &VersionRow, s
 }
 
 /// Appends one record to its vault's chain inside `tx`.
-async fn append_chained(tx: &mut Transaction<'static, Sqlite>, e: &AuditEntry) -> Result<(), sqlx::Error> {
+async fn append_chained(
+    tx: &mut Transaction<'static, Sqlite>,
+    e: &AuditEntry,
+) -> Result<(), sqlx::Error> {
     let head = sqlx::query("SELECT seq, hash FROM audit_heads WHERE vault_id = ?1")
         .bind(&e.vault_id)
         .fetch_optional(&mut **tx)
@@ -187,7 +224,10 @@ async fn append_chained(tx: &mut Transaction<'static, Sqlite>, e: &AuditEntry) -
 
 async fn apply_mutation(tx: &mut Transaction<'static, Sqlite>, m: &Mutation) -> StoreResult<()> {
     match m {
-        Mutation::PutVersion { display_name, version } => {
+        Mutation::PutVersion {
+            display_name,
+            version,
+        } => {
             let seq: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO secrets (vault_id, name, display_name, latest_seq) VALUES (?1, ?2, ?3, 1) \
                  ON CONFLICT (vault_id, name) DO UPDATE SET latest_seq = secrets.latest_seq + 1 \
@@ -220,9 +260,18 @@ async fn apply_mutation(tx: &mut Transaction<'static, Sqlite>, m: &Mutation) -> 
             .execute(&mut **tx)
             .await
             .map_err(backend)?;
-            if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            if done.rows_affected() == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
         }
-        Mutation::SoftDelete { vault_id, name, deleted_at, purge_at } => {
+        Mutation::SoftDelete {
+            vault_id,
+            name,
+            deleted_at,
+            purge_at,
+        } => {
             let done = sqlx::query(
                 "UPDATE secrets SET deleted_at = ?3, purge_at = ?4 WHERE vault_id = ?1 AND name = ?2 \
                  AND deleted_at IS NULL",
@@ -234,7 +283,11 @@ async fn apply_mutation(tx: &mut Transaction<'static, Sqlite>, m: &Mutation) -> 
             .execute(&mut **tx)
             .await
             .map_err(backend)?;
-            if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            if done.rows_affected() == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
         }
         Mutation::Recover { vault_id, name } => {
             let done = sqlx::query(
@@ -246,7 +299,11 @@ async fn apply_mutation(tx: &mut Transaction<'static, Sqlite>, m: &Mutation) -> 
             .execute(&mut **tx)
             .await
             .map_err(backend)?;
-            if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            if done.rows_affected() == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
         }
         Mutation::Purge { vault_id, name } => {
             let deleted: Option<i64> = sqlx::query_scalar(
@@ -264,11 +321,19 @@ async fn apply_mutation(tx: &mut Transaction<'static, Sqlite>, m: &Mutation) -> 
                 "DELETE FROM secret_versions WHERE vault_id = ?1 AND name = ?2",
                 "DELETE FROM secrets WHERE vault_id = ?1 AND name = ?2",
             ] {
-                sqlx::query(sql).bind(vault_id).bind(name).execute(&mut **tx).await.map_err(backend)?;
+                sqlx::query(sql)
+                    .bind(vault_id)
+                    .bind(name)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(backend)?;
             }
             Ok(())
         }
-        Mutation::Restore { display_name, versions } => {
+        Mutation::Restore {
+            display_name,
+            versions,
+        } => {
             let first = versions.first().ok_or(StoreError::NotFound)?;
             sqlx::query("INSERT INTO secrets (vault_id, name, display_name, latest_seq) VALUES (?1, ?2, ?3, ?4)")
                 .bind(&first.vault_id)
@@ -323,7 +388,12 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
         rows.iter()
-            .map(|r| Ok(DataKeyRow { id: r.try_get::<i64, _>("id")? as u32, wrapped: r.try_get("wrapped")? }))
+            .map(|r| {
+                Ok(DataKeyRow {
+                    id: r.try_get::<i64, _>("id")? as u32,
+                    wrapped: r.try_get("wrapped")?,
+                })
+            })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(backend)
     }
@@ -339,10 +409,12 @@ impl Store for SqliteStore {
     }
 
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>> {
-        let rows = sqlx::query("SELECT kid, sealed_private, public_jwk, created FROM signing_keys ORDER BY created")
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
+        let rows = sqlx::query(
+            "SELECT kid, sealed_private, public_jwk, created FROM signing_keys ORDER BY created",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
         rows.iter()
             .map(|r| {
                 Ok(SigningKeyRow {
@@ -384,9 +456,14 @@ impl Store for SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(backend)?;
-        row.map(|r| Ok(TenantRow { id: r.try_get("id")?, display_name: r.try_get("display_name")? }))
-            .transpose()
-            .map_err(backend)
+        row.map(|r| {
+            Ok(TenantRow {
+                id: r.try_get("id")?,
+                display_name: r.try_get("display_name")?,
+            })
+        })
+        .transpose()
+        .map_err(backend)
     }
 
     async fn insert_principal(&self, p: PrincipalRow) -> StoreResult<()> {
@@ -404,7 +481,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn get_principal_by_client_id(&self, tenant_id: &str, client_id: &str) -> StoreResult<Option<PrincipalRow>> {
+    async fn get_principal_by_client_id(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+    ) -> StoreResult<Option<PrincipalRow>> {
         let row = sqlx::query(
             "SELECT object_id, tenant_id, client_id, display_name, kind FROM principals \
              WHERE tenant_id = ?1 AND client_id = ?2",
@@ -428,23 +509,27 @@ impl Store for SqliteStore {
     }
 
     async fn insert_client_secret(&self, s: ClientSecretRow) -> StoreResult<()> {
-        sqlx::query("INSERT INTO client_secrets (id, principal_id, hash, expires) VALUES (?1, ?2, ?3, ?4)")
-            .bind(s.id)
-            .bind(s.principal_id)
-            .bind(s.hash)
-            .bind(s.expires)
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO client_secrets (id, principal_id, hash, expires) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(s.id)
+        .bind(s.principal_id)
+        .bind(s.hash)
+        .bind(s.expires)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
     async fn list_client_secrets(&self, principal_id: &str) -> StoreResult<Vec<ClientSecretRow>> {
-        let rows = sqlx::query("SELECT id, principal_id, hash, expires FROM client_secrets WHERE principal_id = ?1")
-            .bind(principal_id)
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
+        let rows = sqlx::query(
+            "SELECT id, principal_id, hash, expires FROM client_secrets WHERE principal_id = ?1",
+        )
+        .bind(principal_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
         rows.iter()
             .map(|r| {
                 Ok(ClientSecretRow {
@@ -486,8 +571,14 @@ impl Store for SqliteStore {
     }
 
     async fn list_vaults(&self) -> StoreResult<Vec<VaultRow>> {
-        let rows = sqlx::query("SELECT * FROM vaults ORDER BY name").fetch_all(&self.read).await.map_err(backend)?;
-        rows.iter().map(vault_row).collect::<Result<_, _>>().map_err(backend)
+        let rows = sqlx::query("SELECT * FROM vaults ORDER BY name")
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(vault_row)
+            .collect::<Result<_, _>>()
+            .map_err(backend)
     }
 
     async fn set_access_policy(&self, p: AccessPolicyRow) -> StoreResult<()> {
@@ -518,7 +609,11 @@ impl Store for SqliteStore {
                 Ok(AccessPolicyRow {
                     vault_id: r.try_get("vault_id")?,
                     object_id: r.try_get("object_id")?,
-                    secret_permissions: perms.split(',').filter(|p| !p.is_empty()).map(String::from).collect(),
+                    secret_permissions: perms
+                        .split(',')
+                        .filter(|p| !p.is_empty())
+                        .map(String::from)
+                        .collect(),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -535,14 +630,38 @@ impl Store for SqliteStore {
         row.as_ref().map(secret_row).transpose().map_err(backend)
     }
 
-    async fn get_version(&self, vault_id: &str, name: &str, version: &str) -> StoreResult<Option<VersionRow>> {
-        let row = sqlx::query("SELECT * FROM secret_versions WHERE vault_id = ?1 AND name = ?2 AND version = ?3")
+    async fn get_latest(
+        &self,
+        vault_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<(SecretRow, VersionRow)>> {
+        let sql = format!("{SECRET_WITH_LATEST} WHERE s.vault_id = ?1 AND s.name = ?2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(vault_id)
             .bind(name)
-            .bind(version)
             .fetch_optional(&self.read)
             .await
             .map_err(backend)?;
+        row.map(|r| Ok((secret_row(&r)?, version_row(&r)?)))
+            .transpose()
+            .map_err(backend)
+    }
+
+    async fn get_version(
+        &self,
+        vault_id: &str,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<Option<VersionRow>> {
+        let row = sqlx::query(
+            "SELECT * FROM secret_versions WHERE vault_id = ?1 AND name = ?2 AND version = ?3",
+        )
+        .bind(vault_id)
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(backend)?;
         row.as_ref().map(version_row).transpose().map_err(backend)
     }
 
@@ -571,7 +690,13 @@ impl Store for SqliteStore {
             .map_err(backend)
     }
 
-    async fn list_versions(&self, vault_id: &str, name: &str, after_seq: i64, limit: u32) -> StoreResult<Vec<VersionRow>> {
+    async fn list_versions(
+        &self,
+        vault_id: &str,
+        name: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<VersionRow>> {
         let rows = sqlx::query(
             "SELECT * FROM secret_versions WHERE vault_id = ?1 AND name = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
         )
@@ -582,7 +707,10 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await
         .map_err(backend)?;
-        rows.iter().map(version_row).collect::<Result<_, _>>().map_err(backend)
+        rows.iter()
+            .map(version_row)
+            .collect::<Result<_, _>>()
+            .map_err(backend)
     }
 
     async fn purge_due(&self, now: i64, limit: u32) -> StoreResult<Vec<SecretRow>> {
@@ -594,7 +722,10 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await
         .map_err(backend)?;
-        rows.iter().map(secret_row).collect::<Result<_, _>>().map_err(backend)
+        rows.iter()
+            .map(secret_row)
+            .collect::<Result<_, _>>()
+            .map_err(backend)
     }
 
     async fn apply(&self, mutation: Mutation, audit: AuditEntry) -> StoreResult<()> {
@@ -612,15 +743,25 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn read_audit(&self, vault_id: &str, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
-        let rows = sqlx::query("SELECT * FROM audit_records WHERE vault_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
-            .bind(vault_id)
-            .bind(after_seq)
-            .bind(limit as i64)
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(audit_row).collect::<Result<_, _>>().map_err(backend)
+    async fn read_audit(
+        &self,
+        vault_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_records WHERE vault_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )
+        .bind(vault_id)
+        .bind(after_seq)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(audit_row)
+            .collect::<Result<_, _>>()
+            .map_err(backend)
     }
 
     async fn audit_head(&self, vault_id: &str) -> StoreResult<Option<(i64, Vec<u8>)>> {
@@ -629,6 +770,8 @@ impl Store for SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(backend)?;
-        row.map(|r| Ok((r.try_get("seq")?, r.try_get("hash")?))).transpose().map_err(backend)
+        row.map(|r| Ok((r.try_get("seq")?, r.try_get("hash")?)))
+            .transpose()
+            .map_err(backend)
     }
 }

@@ -37,13 +37,19 @@ pub struct Verifier {
 
 impl Default for Verifier {
     fn default() -> Self {
-        Verifier { expected_seq: 1, prev: GENESIS.to_vec() }
+        Verifier {
+            expected_seq: 1,
+            prev: GENESIS.to_vec(),
+        }
     }
 }
 
 impl Verifier {
     pub fn push(&mut self, row: &AuditRow) -> Result<(), ChainBreak> {
-        let brk = |reason: &str| ChainBreak { seq: row.seq, reason: reason.to_string() };
+        let brk = |reason: &str| ChainBreak {
+            seq: row.seq,
+            reason: reason.to_string(),
+        };
         if row.seq != self.expected_seq {
             return Err(ChainBreak {
                 seq: self.expected_seq,
@@ -66,13 +72,19 @@ impl Verifier {
         let count = self.expected_seq - 1;
         match head {
             None if count == 0 => Ok(0),
-            None => Err(ChainBreak { seq: count, reason: "chain head is missing".into() }),
+            None => Err(ChainBreak {
+                seq: count,
+                reason: "chain head is missing".into(),
+            }),
             Some((seq, hash)) if seq == count && hash == self.prev => Ok(count),
             Some((seq, _)) if seq > count => Err(ChainBreak {
                 seq: count + 1,
                 reason: format!("records {}..={} are missing from the tail", count + 1, seq),
             }),
-            Some(_) => Err(ChainBreak { seq: count, reason: "chain head does not match the last record".into() }),
+            Some(_) => Err(ChainBreak {
+                seq: count,
+                reason: "chain head does not match the last record".into(),
+            }),
         }
     }
 }

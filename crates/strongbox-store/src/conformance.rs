@@ -48,7 +48,10 @@ fn audit(vault: &VaultRow, op: &str) -> AuditEntry {
 async fn put(store: &dyn Store, vault: &VaultRow, name: &str, v: &str) -> StoreResult<()> {
     store
         .apply(
-            Mutation::PutVersion { display_name: name.to_uppercase(), version: version(vault, name, v) },
+            Mutation::PutVersion {
+                display_name: name.to_uppercase(),
+                version: version(vault, name, v),
+            },
             audit(vault, "SecretSet"),
         )
         .await
@@ -56,21 +59,53 @@ async fn put(store: &dyn Store, vault: &VaultRow, name: &str, v: &str) -> StoreR
 
 async fn meta_and_keys(store: &dyn Store) {
     assert_eq!(store.get_meta("salt").await.unwrap(), None);
-    assert_eq!(store.put_meta_if_absent("salt", b"one").await.unwrap(), b"one");
-    assert_eq!(store.put_meta_if_absent("salt", b"two").await.unwrap(), b"one", "first writer wins");
-    store.insert_data_key(DataKeyRow { id: 1, wrapped: vec![9; 40] }).await.unwrap();
+    assert_eq!(
+        store.put_meta_if_absent("salt", b"one").await.unwrap(),
+        b"one"
+    );
+    assert_eq!(
+        store.put_meta_if_absent("salt", b"two").await.unwrap(),
+        b"one",
+        "first writer wins"
+    );
+    store
+        .insert_data_key(DataKeyRow {
+            id: 1,
+            wrapped: vec![9; 40],
+        })
+        .await
+        .unwrap();
     assert!(matches!(
-        store.insert_data_key(DataKeyRow { id: 1, wrapped: vec![8] }).await,
+        store
+            .insert_data_key(DataKeyRow {
+                id: 1,
+                wrapped: vec![8]
+            })
+            .await,
         Err(StoreError::Conflict)
     ));
-    assert_eq!(store.list_data_keys().await.unwrap(), vec![DataKeyRow { id: 1, wrapped: vec![9; 40] }]);
-    let key = SigningKeyRow { kid: "k1".into(), sealed_private: vec![1], public_jwk: "{}".into(), created: 5 };
+    assert_eq!(
+        store.list_data_keys().await.unwrap(),
+        vec![DataKeyRow {
+            id: 1,
+            wrapped: vec![9; 40]
+        }]
+    );
+    let key = SigningKeyRow {
+        kid: "k1".into(),
+        sealed_private: vec![1],
+        public_jwk: "{}".into(),
+        created: 5,
+    };
     store.insert_signing_key(key.clone()).await.unwrap();
     assert_eq!(store.list_signing_keys().await.unwrap(), vec![key]);
 }
 
 async fn identities(store: &dyn Store) {
-    let tenant = TenantRow { id: "t1".into(), display_name: "Tenant".into() };
+    let tenant = TenantRow {
+        id: "t1".into(),
+        display_name: "Tenant".into(),
+    };
     store.insert_tenant(tenant.clone()).await.unwrap();
     assert_eq!(store.get_tenant("t1").await.unwrap(), Some(tenant));
     assert_eq!(store.get_tenant("t2").await.unwrap(), None);
@@ -82,9 +117,26 @@ async fn identities(store: &dyn Store) {
         kind: "ServicePrincipal".into(),
     };
     store.insert_principal(p.clone()).await.unwrap();
-    assert_eq!(store.get_principal_by_client_id("t1", "app-1").await.unwrap(), Some(p));
-    assert_eq!(store.get_principal_by_client_id("t2", "app-1").await.unwrap(), None);
-    let s = ClientSecretRow { id: "s1".into(), principal_id: "oid-1".into(), hash: vec![7; 32], expires: 100 };
+    assert_eq!(
+        store
+            .get_principal_by_client_id("t1", "app-1")
+            .await
+            .unwrap(),
+        Some(p)
+    );
+    assert_eq!(
+        store
+            .get_principal_by_client_id("t2", "app-1")
+            .await
+            .unwrap(),
+        None
+    );
+    let s = ClientSecretRow {
+        id: "s1".into(),
+        principal_id: "oid-1".into(),
+        hash: vec![7; 32],
+        expires: 100,
+    };
     store.insert_client_secret(s.clone()).await.unwrap();
     assert_eq!(store.list_client_secrets("oid-1").await.unwrap(), vec![s]);
 }
@@ -100,9 +152,18 @@ async fn vault_and_policies(store: &dyn Store) -> VaultRow {
         created: 1,
     };
     store.insert_vault(vault.clone()).await.unwrap();
-    let dup = VaultRow { id: "vault-2".into(), ..vault.clone() };
-    assert!(matches!(store.insert_vault(dup).await, Err(StoreError::Conflict)));
-    assert_eq!(store.get_vault_by_name("dev").await.unwrap(), Some(vault.clone()));
+    let dup = VaultRow {
+        id: "vault-2".into(),
+        ..vault.clone()
+    };
+    assert!(matches!(
+        store.insert_vault(dup).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.get_vault_by_name("dev").await.unwrap(),
+        Some(vault.clone())
+    );
     assert_eq!(store.list_vaults().await.unwrap(), vec![vault.clone()]);
     let mut policy = AccessPolicyRow {
         vault_id: vault.id.clone(),
@@ -112,7 +173,10 @@ async fn vault_and_policies(store: &dyn Store) -> VaultRow {
     store.set_access_policy(policy.clone()).await.unwrap();
     policy.secret_permissions = vec!["get".into(), "list".into()];
     store.set_access_policy(policy.clone()).await.unwrap();
-    assert_eq!(store.list_access_policies(&vault.id).await.unwrap(), vec![policy]);
+    assert_eq!(
+        store.list_access_policies(&vault.id).await.unwrap(),
+        vec![policy]
+    );
     vault
 }
 
@@ -121,41 +185,101 @@ async fn versions_and_listing(store: &dyn Store, vault: &VaultRow) {
         put(store, vault, "alpha", v).await.unwrap();
         let secret = store.get_secret(&vault.id, "alpha").await.unwrap().unwrap();
         assert_eq!(secret.display_name, "ALPHA");
-        let versions = store.list_versions(&vault.id, "alpha", 0, 100).await.unwrap();
+        let versions = store
+            .list_versions(&vault.id, "alpha", 0, 100)
+            .await
+            .unwrap();
         assert_eq!(versions.len(), i + 1);
     }
-    let versions = store.list_versions(&vault.id, "alpha", 0, 100).await.unwrap();
-    assert_eq!(versions.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["v1", "v2", "v3"]);
-    assert!(versions.windows(2).all(|w| w[0].seq < w[1].seq), "seq grows with each put");
-    let page = store.list_versions(&vault.id, "alpha", versions[0].seq, 1).await.unwrap();
+    let versions = store
+        .list_versions(&vault.id, "alpha", 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| v.version.as_str())
+            .collect::<Vec<_>>(),
+        ["v1", "v2", "v3"]
+    );
+    assert!(
+        versions.windows(2).all(|w| w[0].seq < w[1].seq),
+        "seq grows with each put"
+    );
+    let page = store
+        .list_versions(&vault.id, "alpha", versions[0].seq, 1)
+        .await
+        .unwrap();
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].version, "v2");
-    let got = store.get_version(&vault.id, "alpha", "v2").await.unwrap().unwrap();
+    let (secret, latest) = store.get_latest(&vault.id, "alpha").await.unwrap().unwrap();
+    assert_eq!(
+        (secret.name.as_str(), latest.version.as_str()),
+        ("alpha", "v3")
+    );
+    assert_eq!(store.get_latest(&vault.id, "zulu").await.unwrap(), None);
+    let got = store
+        .get_version(&vault.id, "alpha", "v2")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.sealed_value, vec![1, 2, 3]);
     assert_eq!(got.tags_json.as_deref(), Some(r#"{"a":"b"}"#));
     assert_eq!(got.exp, Some(99));
-    assert_eq!(store.get_version(&vault.id, "alpha", "nope").await.unwrap(), None);
+    assert_eq!(
+        store.get_version(&vault.id, "alpha", "nope").await.unwrap(),
+        None
+    );
 
     let mut updated = got.clone();
     updated.enabled = false;
     updated.content_type = None;
     updated.updated = 20;
-    store.apply(Mutation::UpdateVersion { version: updated.clone() }, audit(vault, "SecretUpdate")).await.unwrap();
-    assert_eq!(store.get_version(&vault.id, "alpha", "v2").await.unwrap().unwrap(), updated);
-    let missing = VersionRow { version: "nope".into(), ..updated };
+    store
+        .apply(
+            Mutation::UpdateVersion {
+                version: updated.clone(),
+            },
+            audit(vault, "SecretUpdate"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_version(&vault.id, "alpha", "v2")
+            .await
+            .unwrap()
+            .unwrap(),
+        updated
+    );
+    let missing = VersionRow {
+        version: "nope".into(),
+        ..updated
+    };
     assert!(matches!(
-        store.apply(Mutation::UpdateVersion { version: missing }, audit(vault, "SecretUpdate")).await,
+        store
+            .apply(
+                Mutation::UpdateVersion { version: missing },
+                audit(vault, "SecretUpdate")
+            )
+            .await,
         Err(StoreError::NotFound)
     ));
 
     for n in ["bravo", "charlie", "delta"] {
         put(store, vault, n, &format!("{n}-1")).await.unwrap();
     }
-    let all = store.list_secrets(&vault.id, false, None, 100).await.unwrap();
+    let all = store
+        .list_secrets(&vault.id, false, None, 100)
+        .await
+        .unwrap();
     let names: Vec<_> = all.iter().map(|(s, _)| s.name.as_str()).collect();
     assert_eq!(names, ["alpha", "bravo", "charlie", "delta"]);
     assert_eq!(all[0].1.version, "v3", "list carries the latest version");
-    let page = store.list_secrets(&vault.id, false, Some("bravo"), 2).await.unwrap();
+    let page = store
+        .list_secrets(&vault.id, false, Some("bravo"), 2)
+        .await
+        .unwrap();
     let names: Vec<_> = page.iter().map(|(s, _)| s.name.as_str()).collect();
     assert_eq!(names, ["charlie", "delta"]);
 }
@@ -167,45 +291,131 @@ async fn soft_delete_recover_purge(store: &dyn Store, vault: &VaultRow) {
         deleted_at: 100,
         purge_at: 200,
     };
-    store.apply(del("bravo"), audit(vault, "SecretDelete")).await.unwrap();
-    assert!(matches!(store.apply(del("bravo"), audit(vault, "SecretDelete")).await, Err(StoreError::NotFound)));
-    assert!(matches!(store.apply(del("zulu"), audit(vault, "SecretDelete")).await, Err(StoreError::NotFound)));
+    store
+        .apply(del("bravo"), audit(vault, "SecretDelete"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .apply(del("bravo"), audit(vault, "SecretDelete"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.apply(del("zulu"), audit(vault, "SecretDelete")).await,
+        Err(StoreError::NotFound)
+    ));
     let s = store.get_secret(&vault.id, "bravo").await.unwrap().unwrap();
-    assert_eq!(s.deleted, Some(Deletion { deleted_at: 100, purge_at: 200 }));
-    assert!(matches!(put(store, vault, "bravo", "bravo-2").await, Err(StoreError::Conflict)));
-    let live: Vec<_> = store.list_secrets(&vault.id, false, None, 100).await.unwrap();
+    assert_eq!(
+        s.deleted,
+        Some(Deletion {
+            deleted_at: 100,
+            purge_at: 200
+        })
+    );
+    assert!(matches!(
+        put(store, vault, "bravo", "bravo-2").await,
+        Err(StoreError::Conflict)
+    ));
+    let live: Vec<_> = store
+        .list_secrets(&vault.id, false, None, 100)
+        .await
+        .unwrap();
     assert!(live.iter().all(|(s, _)| s.name != "bravo"));
-    let deleted = store.list_secrets(&vault.id, true, None, 100).await.unwrap();
+    let deleted = store
+        .list_secrets(&vault.id, true, None, 100)
+        .await
+        .unwrap();
     assert_eq!(deleted.len(), 1);
     assert_eq!(deleted[0].0.name, "bravo");
 
-    let recover = |name: &str| Mutation::Recover { vault_id: vault.id.clone(), name: name.into() };
-    assert!(matches!(store.apply(recover("alpha"), audit(vault, "SecretRecover")).await, Err(StoreError::NotFound)));
-    store.apply(recover("bravo"), audit(vault, "SecretRecover")).await.unwrap();
-    assert_eq!(store.get_secret(&vault.id, "bravo").await.unwrap().unwrap().deleted, None);
+    let recover = |name: &str| Mutation::Recover {
+        vault_id: vault.id.clone(),
+        name: name.into(),
+    };
+    assert!(matches!(
+        store
+            .apply(recover("alpha"), audit(vault, "SecretRecover"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .apply(recover("bravo"), audit(vault, "SecretRecover"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_secret(&vault.id, "bravo")
+            .await
+            .unwrap()
+            .unwrap()
+            .deleted,
+        None
+    );
     put(store, vault, "bravo", "bravo-2").await.unwrap();
 
-    let purge = |name: &str| Mutation::Purge { vault_id: vault.id.clone(), name: name.into() };
-    assert!(matches!(store.apply(purge("bravo"), audit(vault, "SecretPurge")).await, Err(StoreError::NotFound)));
-    store.apply(del("bravo"), audit(vault, "SecretDelete")).await.unwrap();
+    let purge = |name: &str| Mutation::Purge {
+        vault_id: vault.id.clone(),
+        name: name.into(),
+    };
+    assert!(matches!(
+        store
+            .apply(purge("bravo"), audit(vault, "SecretPurge"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .apply(del("bravo"), audit(vault, "SecretDelete"))
+        .await
+        .unwrap();
     assert_eq!(store.purge_due(199, 10).await.unwrap(), vec![]);
     assert_eq!(store.purge_due(200, 10).await.unwrap().len(), 1);
-    store.apply(purge("bravo"), audit(vault, "SecretPurge")).await.unwrap();
+    store
+        .apply(purge("bravo"), audit(vault, "SecretPurge"))
+        .await
+        .unwrap();
     assert_eq!(store.get_secret(&vault.id, "bravo").await.unwrap(), None);
-    assert_eq!(store.list_versions(&vault.id, "bravo", 0, 10).await.unwrap(), vec![]);
+    assert_eq!(
+        store
+            .list_versions(&vault.id, "bravo", 0, 10)
+            .await
+            .unwrap(),
+        vec![]
+    );
     put(store, vault, "bravo", "bravo-3").await.unwrap();
 }
 
 async fn restore_conflicts(store: &dyn Store, vault: &VaultRow) {
     let versions = vec![version(vault, "echo", "e1"), version(vault, "echo", "e2")];
-    let restore = Mutation::Restore { display_name: "Echo".into(), versions };
-    store.apply(restore.clone(), audit(vault, "SecretRestore")).await.unwrap();
+    let restore = Mutation::Restore {
+        display_name: "Echo".into(),
+        versions,
+    };
+    store
+        .apply(restore.clone(), audit(vault, "SecretRestore"))
+        .await
+        .unwrap();
     let restored = store.list_versions(&vault.id, "echo", 0, 10).await.unwrap();
-    assert_eq!(restored.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["e1", "e2"]);
-    assert!(matches!(store.apply(restore, audit(vault, "SecretRestore")).await, Err(StoreError::Conflict)));
+    assert_eq!(
+        restored
+            .iter()
+            .map(|v| v.version.as_str())
+            .collect::<Vec<_>>(),
+        ["e1", "e2"]
+    );
+    assert!(matches!(
+        store.apply(restore, audit(vault, "SecretRestore")).await,
+        Err(StoreError::Conflict)
+    ));
     put(store, vault, "echo", "e3").await.unwrap();
-    let latest = store.list_secrets(&vault.id, false, Some("delta"), 1).await.unwrap();
-    assert_eq!(latest[0].1.version, "e3", "a put after restore becomes the latest");
+    let latest = store
+        .list_secrets(&vault.id, false, Some("delta"), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        latest[0].1.version, "e3",
+        "a put after restore becomes the latest"
+    );
 }
 
 async fn concurrent_puts_lose_nothing(store: Arc<dyn Store>, vault: &VaultRow) {
@@ -213,7 +423,9 @@ async fn concurrent_puts_lose_nothing(store: Arc<dyn Store>, vault: &VaultRow) {
     for i in 0..24 {
         let store = store.clone();
         let vault = vault.clone();
-        tasks.push(tokio::spawn(async move { put(&*store, &vault, "hot", &format!("hot-{i}")).await }));
+        tasks.push(tokio::spawn(async move {
+            put(&*store, &vault, "hot", &format!("hot-{i}")).await
+        }));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
@@ -226,7 +438,9 @@ async fn concurrent_puts_lose_nothing(store: Arc<dyn Store>, vault: &VaultRow) {
 }
 
 async fn audit_chain(store: &dyn Store, vault: &VaultRow) {
-    let batch = (0..5).map(|i| audit(vault, &format!("SecretGet{i}"))).collect();
+    let batch = (0..5)
+        .map(|i| audit(vault, &format!("SecretGet{i}")))
+        .collect();
     store.append_audit(batch).await.unwrap();
     let mut verifier = Verifier::default();
     let mut after = 0;
@@ -242,8 +456,16 @@ async fn audit_chain(store: &dyn Store, vault: &VaultRow) {
     }
     let head = store.audit_head(&vault.id).await.unwrap();
     let count = verifier.finish(head).unwrap();
-    assert!(count > 30, "mutations and batches are all chained ({count})");
-    assert_eq!(store.read_audit(&vault.id, count - 1, 10).await.unwrap()[0].entry.operation, "SecretGet4");
+    assert!(
+        count > 30,
+        "mutations and batches are all chained ({count})"
+    );
+    assert_eq!(
+        store.read_audit(&vault.id, count - 1, 10).await.unwrap()[0]
+            .entry
+            .operation,
+        "SecretGet4"
+    );
     assert_eq!(store.audit_head("no-such-vault").await.unwrap(), None);
 }
 
@@ -282,7 +504,12 @@ mod tests {
         assert_eq!(good(&[&r1, &r2, &r3], (3, r3.hash.clone())), Ok(3));
         let mut edited = r2.clone();
         edited.entry.record_json = "B".into();
-        assert_eq!(good(&[&r1, &edited, &r3], (3, r3.hash.clone())).unwrap_err().seq, 2);
+        assert_eq!(
+            good(&[&r1, &edited, &r3], (3, r3.hash.clone()))
+                .unwrap_err()
+                .seq,
+            2
+        );
         assert_eq!(good(&[&r1, &r3], (3, r3.hash.clone())).unwrap_err().seq, 2);
         assert_eq!(good(&[&r1, &r2], (3, r3.hash.clone())).unwrap_err().seq, 3);
     }

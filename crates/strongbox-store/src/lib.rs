@@ -32,17 +32,28 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub enum Mutation {
     /// Adds a version (its `seq` is assigned by the store) and makes it the latest. Conflict if
     /// the secret is soft-deleted.
-    PutVersion { display_name: String, version: VersionRow },
+    PutVersion {
+        display_name: String,
+        version: VersionRow,
+    },
     /// Replaces the mutable attributes of one version. NotFound if absent or deleted.
     UpdateVersion { version: VersionRow },
     /// NotFound unless the secret exists and is not deleted.
-    SoftDelete { vault_id: String, name: String, deleted_at: i64, purge_at: i64 },
+    SoftDelete {
+        vault_id: String,
+        name: String,
+        deleted_at: i64,
+        purge_at: i64,
+    },
     /// NotFound unless the secret is soft-deleted.
     Recover { vault_id: String, name: String },
     /// Removes a soft-deleted secret and all its versions. NotFound unless soft-deleted.
     Purge { vault_id: String, name: String },
     /// Creates a secret with all its versions. Conflict if the name exists in any state.
-    Restore { display_name: String, versions: Vec<VersionRow> },
+    Restore {
+        display_name: String,
+        versions: Vec<VersionRow>,
+    },
 }
 
 #[async_trait]
@@ -64,7 +75,11 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_tenant(&self, tenant: TenantRow) -> StoreResult<()>;
     async fn get_tenant(&self, id: &str) -> StoreResult<Option<TenantRow>>;
     async fn insert_principal(&self, principal: PrincipalRow) -> StoreResult<()>;
-    async fn get_principal_by_client_id(&self, tenant_id: &str, client_id: &str) -> StoreResult<Option<PrincipalRow>>;
+    async fn get_principal_by_client_id(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+    ) -> StoreResult<Option<PrincipalRow>>;
     async fn insert_client_secret(&self, secret: ClientSecretRow) -> StoreResult<()>;
     async fn list_client_secrets(&self, principal_id: &str) -> StoreResult<Vec<ClientSecretRow>>;
 
@@ -78,12 +93,34 @@ pub trait Store: Send + Sync + 'static {
 
     // --- secrets
     async fn get_secret(&self, vault_id: &str, name: &str) -> StoreResult<Option<SecretRow>>;
-    async fn get_version(&self, vault_id: &str, name: &str, version: &str) -> StoreResult<Option<VersionRow>>;
+    /// The secret (deleted or not) with its latest version.
+    async fn get_latest(
+        &self,
+        vault_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<(SecretRow, VersionRow)>>;
+    async fn get_version(
+        &self,
+        vault_id: &str,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<Option<VersionRow>>;
     /// Secrets (deleted or not, as asked) in name order after `after`, each with its latest version.
-    async fn list_secrets(&self, vault_id: &str, deleted: bool, after: Option<&str>, limit: u32)
-    -> StoreResult<Vec<(SecretRow, VersionRow)>>;
+    async fn list_secrets(
+        &self,
+        vault_id: &str,
+        deleted: bool,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(SecretRow, VersionRow)>>;
     /// Versions of one secret in creation order after `after_seq`.
-    async fn list_versions(&self, vault_id: &str, name: &str, after_seq: i64, limit: u32) -> StoreResult<Vec<VersionRow>>;
+    async fn list_versions(
+        &self,
+        vault_id: &str,
+        name: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<VersionRow>>;
     /// Soft-deleted secrets whose purge date is at or before `now`.
     async fn purge_due(&self, now: i64, limit: u32) -> StoreResult<Vec<SecretRow>>;
     /// Applies `mutation` and appends `audit` to its vault's chain in one transaction.
@@ -92,7 +129,12 @@ pub trait Store: Send + Sync + 'static {
     // --- audit
     /// Appends records (each to its vault's chain) in one durable transaction.
     async fn append_audit(&self, entries: Vec<AuditEntry>) -> StoreResult<()>;
-    async fn read_audit(&self, vault_id: &str, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>>;
+    async fn read_audit(
+        &self,
+        vault_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditRow>>;
     /// The chain head (last seq and hash) kept beside the records, so a cut tail shows.
     async fn audit_head(&self, vault_id: &str) -> StoreResult<Option<(i64, Vec<u8>)>>;
 }

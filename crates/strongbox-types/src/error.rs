@@ -73,7 +73,11 @@ mod tests {
 
     #[test]
     fn error_body_has_the_azure_shape() {
-        let body = ErrorBody::new(ErrorCode::Conflict, "taken", Some("ObjectIsDeletedButRecoverable"));
+        let body = ErrorBody::new(
+            ErrorCode::Conflict,
+            "taken",
+            Some("ObjectIsDeletedButRecoverable"),
+        );
         let json = serde_json::to_value(&body).unwrap();
         assert_eq!(
             json,

@@ -160,7 +160,8 @@ mod tests {
         assert!(serde_json::from_str::<SecretSetParameters>(r#"{"value": 5}"#).is_err());
         assert!(serde_json::from_str::<SecretSetParameters>(r#"{}"#).is_err());
         let p: SecretSetParameters =
-            serde_json::from_str(r#"{"value":"x","attributes":{"enabled":false,"created":5}}"#).unwrap();
+            serde_json::from_str(r#"{"value":"x","attributes":{"enabled":false,"created":5}}"#)
+                .unwrap();
         assert_eq!(p.attributes.unwrap().enabled, Some(false));
     }
 }

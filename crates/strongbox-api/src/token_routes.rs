@@ -1,0 +1,94 @@
+//! The token service endpoints MSAL and azure-identity use: OpenID discovery, JWKS, and the
+//! OAuth2 v2.0 token endpoint, all under `/{tenant}`.
+
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::collections::HashMap;
+use std::sync::Arc;
+use strongbox_types::token::OAuthError;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/healthz", get(health))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
+        .route("/{tenant}/discovery/v2.0/keys", get(jwks))
+        .route("/{tenant}/oauth2/v2.0/token", post(token))
+}
+
+async fn health(State(app): State<Arc<AppState>>) -> Response {
+    Json(serde_json::json!({"status": "ok", "store": app.store.backend()})).into_response()
+}
+
+fn oauth_error(status: u16, error: &str, description: String) -> Response {
+    let body = OAuthError {
+        error: error.into(),
+        error_description: description,
+    };
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        Json(body),
+    )
+        .into_response()
+}
+
+async fn known_tenant(app: &AppState, tenant: &str) -> Result<(), Response> {
+    match app.tokens.tenant_exists(tenant).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(oauth_error(
+            400,
+            "invalid_tenant",
+            format!("AADSTS90002: Tenant '{tenant}' not found."),
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "tenant lookup failed");
+            Err(oauth_error(
+                500,
+                "server_error",
+                "The token service encountered an internal error.".into(),
+            ))
+        }
+    }
+}
+
+async fn openid_configuration(
+    State(app): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+) -> Response {
+    if let Err(r) = known_tenant(&app, &tenant).await {
+        return r;
+    }
+    Json(app.tokens.openid_configuration(&tenant)).into_response()
+}
+
+async fn jwks(State(app): State<Arc<AppState>>, Path(tenant): Path<String>) -> Response {
+    if let Err(r) = known_tenant(&app, &tenant).await {
+        return r;
+    }
+    Json(app.tokens.jwks()).into_response()
+}
+
+async fn token(
+    State(app): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Ok(form) = serde_urlencoded::from_bytes::<HashMap<String, String>>(&body) else {
+        return oauth_error(
+            400,
+            "invalid_request",
+            "AADSTS900144: The request body must be form-encoded.".into(),
+        );
+    };
+    match app.tokens.token(&tenant, &form).await {
+        Ok(t) => Json(t).into_response(),
+        Err(f) => oauth_error(f.status, &f.body.error, f.body.error_description),
+    }
+}

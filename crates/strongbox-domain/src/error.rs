@@ -1,0 +1,60 @@
+use strongbox_store::StoreError;
+use strongbox_types::ErrorCode;
+
+/// Why an operation was refused. Messages name secrets and versions, never values.
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    #[error("{0}")]
+    BadParameter(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    Forbidden {
+        message: String,
+        inner: Option<&'static str>,
+    },
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        inner: Option<&'static str>,
+    },
+    #[error("{0}")]
+    TooLarge(String),
+    /// Details go to the log; clients see a generic message.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl DomainError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DomainError::BadParameter(_) => ErrorCode::BadParameter,
+            DomainError::NotFound(_) => ErrorCode::SecretNotFound,
+            DomainError::Forbidden { .. } => ErrorCode::Forbidden,
+            DomainError::Conflict { .. } => ErrorCode::Conflict,
+            DomainError::TooLarge(_) => ErrorCode::RequestTooLarge,
+            DomainError::Internal(_) => ErrorCode::InternalError,
+        }
+    }
+
+    pub fn inner(&self) -> Option<&'static str> {
+        match self {
+            DomainError::Forbidden { inner, .. } | DomainError::Conflict { inner, .. } => *inner,
+            _ => None,
+        }
+    }
+
+    /// The message safe to send to a client.
+    pub fn client_message(&self) -> String {
+        match self {
+            DomainError::Internal(_) => "The service encountered an internal error.".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for DomainError {
+    fn from(e: StoreError) -> Self {
+        DomainError::Internal(e.to_string())
+    }
+}
