@@ -52,9 +52,13 @@ impl StoreArgs {
         if let Some(p) = &self.passphrase_file {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            c.passphrase = Some(SecretString::from(
-                text.trim_end_matches(['\n', '\r']).to_string(),
-            ));
+            let pass = text.trim_end_matches(['\n', '\r']);
+            anyhow::ensure!(
+                pass.chars().count() >= 12,
+                "the passphrase in {} must have at least 12 characters",
+                p.display()
+            );
+            c.passphrase = Some(SecretString::from(pass.to_string()));
         }
         Ok(c)
     }

@@ -1,0 +1,10 @@
+//! End-to-end tests of the real binary over HTTPS, for what the Azure SDK cannot reach: forged
+//! tokens, tampered backups, the audit chain, crash safety, plaintext on disk, error shapes,
+//! several servers on one PostgreSQL database.
+
+mod common;
+
+mod auth;
+mod durability;
+mod errors;
+mod postgres;
