@@ -785,7 +785,9 @@ pub async fn test_database_url(label: &str) -> Option<String> {
         eprintln!("SKIPPED: PostgreSQL tests ({label}): STRONGBOX_TEST_PG_URL is not set");
         return None;
     };
-    let name = format!("sbtest_{label}_{}", std::process::id()) + &format!("_{}", nanos());
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let name = format!("sbtest_{label}_{}_{n}", std::process::id());
     let admin = PgPool::connect(&base)
         .await
         .expect("connect to STRONGBOX_TEST_PG_URL");
@@ -796,11 +798,4 @@ pub async fn test_database_url(label: &str) -> Option<String> {
     admin.close().await;
     let (prefix, _) = base.rsplit_once('/').expect("URL names a database");
     Some(format!("{prefix}/{name}"))
-}
-
-fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
 }

@@ -16,7 +16,11 @@ pub struct Server {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -26,7 +30,7 @@ impl Server {
         // The log lives in the data dir, so the plaintext scan covers it too.
         let log = dir.join(format!("server-{port}.log"));
         std::fs::create_dir_all(dir).unwrap();
-        let child = Command::new(BIN)
+        let mut child = Command::new(BIN)
             .args(["server", "--dev", "--data-dir"])
             .arg(dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -38,14 +42,33 @@ impl Server {
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            assert!(Instant::now() < deadline, "server did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "server did not start: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
             if let Ok(text) = std::fs::read_to_string(dir.join("dev-credentials.json"))
                 && let Ok(creds) = serde_json::from_str::<Value>(&text)
-                && creds["authority"].as_str().is_some_and(|a| a.ends_with(&format!(":{port}")))
+                && creds["authority"]
+                    .as_str()
+                    .is_some_and(|a| a.ends_with(&format!(":{port}")))
             {
                 let client = client_for(&creds, port);
-                if client.get(format!("https://localhost:{port}/healthz")).send().await.is_ok() {
-                    return Server { child, port, creds, client };
+                if client
+                    .get(format!("https://localhost:{port}/healthz"))
+                    .send()
+                    .await
+                    .is_ok()
+                {
+                    return Server {
+                        child,
+                        port,
+                        creds,
+                        client,
+                    };
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -61,30 +84,52 @@ impl Server {
         let tenant = self.creds["tenant_id"].as_str().unwrap();
         let resp = self
             .client
-            .post(format!("https://localhost:{}/{tenant}/oauth2/v2.0/token", self.port))
+            .post(format!(
+                "https://localhost:{}/{tenant}/oauth2/v2.0/token",
+                self.port
+            ))
             .form(&[
                 ("grant_type", "client_credentials"),
                 ("client_id", client_id),
                 ("client_secret", secret),
-                ("scope", &format!("https://vault.localhost:{}/.default", self.port)),
+                (
+                    "scope",
+                    &format!("https://vault.localhost:{}/.default", self.port),
+                ),
             ])
             .send()
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
-        resp.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string()
+        resp.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     pub async fn admin_token(&self) -> String {
-        self.token_for(self.creds["client_id"].as_str().unwrap(), self.creds["client_secret"].as_str().unwrap()).await
+        self.token_for(
+            self.creds["client_id"].as_str().unwrap(),
+            self.creds["client_secret"].as_str().unwrap(),
+        )
+        .await
     }
 
     /// Sends a data-plane request to vault `dev` with api-version 7.6.
-    pub async fn call(&self, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let sep = if path.contains('?') { '&' } else { '?' };
         let mut req = self
             .client
-            .request(method, format!("{}{path}{sep}api-version=7.6", self.vault_url("dev")))
+            .request(
+                method,
+                format!("{}{path}{sep}api-version=7.6", self.vault_url("dev")),
+            )
             .bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
@@ -96,12 +141,16 @@ impl Server {
     }
 
     pub fn kill9(&mut self) {
-        let _ = Command::new("kill").args(["-9", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-9", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 
     pub fn stop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }

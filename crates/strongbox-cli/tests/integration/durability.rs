@@ -31,7 +31,12 @@ async fn kill_9_loses_no_acknowledged_write_and_corrupts_nothing() {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..8 {
-        let (client, token, acked, stop) = (server.client.clone(), token.clone(), acked.clone(), stop.clone());
+        let (client, token, acked, stop) = (
+            server.client.clone(),
+            token.clone(),
+            acked.clone(),
+            stop.clone(),
+        );
         let url = server.vault_url("dev");
         writers.push(tokio::spawn(async move {
             let mut i = 0;
@@ -49,7 +54,13 @@ async fn kill_9_loses_no_acknowledged_write_and_corrupts_nothing() {
                     && resp.status() == 200
                     && let Ok(body) = resp.json::<serde_json::Value>().await
                 {
-                    let version = body["id"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+                    let version = body["id"]
+                        .as_str()
+                        .unwrap()
+                        .rsplit('/')
+                        .next()
+                        .unwrap()
+                        .to_string();
                     acked.lock().unwrap().push((name, version, value));
                 }
                 i += 1;
@@ -63,21 +74,40 @@ async fn kill_9_loses_no_acknowledged_write_and_corrupts_nothing() {
         w.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 20, "too few writes before the kill ({})", acked.len());
+    assert!(
+        acked.len() > 20,
+        "too few writes before the kill ({})",
+        acked.len()
+    );
 
     let server = Server::start(dir.path(), &[]).await;
     let token = server.admin_token().await;
     for (name, version, value) in &acked {
-        let (s, body) = server.call(&token, Method::GET, &format!("/secrets/{name}/{version}"), None).await;
+        let (s, body) = server
+            .call(
+                &token,
+                Method::GET,
+                &format!("/secrets/{name}/{version}"),
+                None,
+            )
+            .await;
         assert_eq!(s, 200, "acknowledged {name}/{version} lost after kill -9");
         assert_eq!(body["value"].as_str(), Some(value.as_str()));
     }
     drop(server);
     let (code, out, err) = cli(&["audit", "verify", "--data-dir", &d]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("dev: ") && out.contains("chain intact"), "{out}");
-    let store = strongbox_store_sqlite::SqliteStore::open(&format!("sqlite:{d}/strongbox.db")).await.unwrap();
-    let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(store.pool()).await.unwrap();
+    assert!(
+        out.contains("dev: ") && out.contains("chain intact"),
+        "{out}"
+    );
+    let store = strongbox_store_sqlite::SqliteStore::open(&format!("sqlite:{d}/strongbox.db"))
+        .await
+        .unwrap();
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
     assert_eq!(check, "ok");
 }
 
@@ -88,16 +118,27 @@ async fn audit_verify_finds_edits_and_cut_tails() {
     let mut server = Server::start(dir.path(), &[]).await;
     let token = server.admin_token().await;
     for i in 0..6 {
-        let (s, _) = server.call(&token, Method::PUT, &format!("/secrets/a{i}"), Some(json!({"value": "v"}))).await;
+        let (s, _) = server
+            .call(
+                &token,
+                Method::PUT,
+                &format!("/secrets/a{i}"),
+                Some(json!({"value": "v"})),
+            )
+            .await;
         assert_eq!(s, 200);
     }
-    let (s, _) = server.call(&token, Method::GET, "/secrets/missing", None).await;
+    let (s, _) = server
+        .call(&token, Method::GET, "/secrets/missing", None)
+        .await;
     assert_eq!(s, 404);
     server.stop();
     let (code, out, _) = cli(&["audit", "verify", "--data-dir", &d, "--vault", "dev"]);
     assert_eq!((code, out.trim()), (0, "dev: 7 records, chain intact"));
 
-    let store = strongbox_store_sqlite::SqliteStore::open(&format!("sqlite:{d}/strongbox.db")).await.unwrap();
+    let store = strongbox_store_sqlite::SqliteStore::open(&format!("sqlite:{d}/strongbox.db"))
+        .await
+        .unwrap();
     // Edit one record: the break is reported at that record.
     sqlx::query("UPDATE audit_records SET record_json = replace(record_json, 'SecretSet', 'SecretGet') WHERE seq = 3")
         .execute(store.pool())
@@ -112,12 +153,18 @@ async fn audit_verify_finds_edits_and_cut_tails() {
         .await
         .unwrap();
     assert_eq!(cli(&["audit", "verify", "--data-dir", &d]).0, 0);
-    sqlx::query("DELETE FROM audit_records WHERE seq = 7").execute(store.pool()).await.unwrap();
+    sqlx::query("DELETE FROM audit_records WHERE seq = 7")
+        .execute(store.pool())
+        .await
+        .unwrap();
     let (code, out, _) = cli(&["audit", "verify", "--data-dir", &d]);
     assert_eq!(code, 1);
     assert!(out.contains("chain broken at record 7"), "{out}");
     // Removing a record in the middle.
-    sqlx::query("DELETE FROM audit_records WHERE seq = 2").execute(store.pool()).await.unwrap();
+    sqlx::query("DELETE FROM audit_records WHERE seq = 2")
+        .execute(store.pool())
+        .await
+        .unwrap();
     let (_, out, _) = cli(&["audit", "verify", "--data-dir", &d]);
     assert!(out.contains("chain broken at record 2"), "{out}");
 }
@@ -134,18 +181,30 @@ async fn no_plaintext_on_disk_or_in_logs_and_restart_reuses_everything() {
     let values: Vec<String> = (0..5).map(|_| random_value()).collect();
     for (i, v) in values.iter().enumerate() {
         let (s, _) = server
-            .call(&token, Method::PUT, &format!("/secrets/plain{i}"), Some(json!({"value": v, "tags": {"t": "x"}})))
+            .call(
+                &token,
+                Method::PUT,
+                &format!("/secrets/plain{i}"),
+                Some(json!({"value": v, "tags": {"t": "x"}})),
+            )
             .await;
         assert_eq!(s, 200);
-        let (s, _) = server.call(&token, Method::GET, &format!("/secrets/plain{i}"), None).await;
+        let (s, _) = server
+            .call(&token, Method::GET, &format!("/secrets/plain{i}"), None)
+            .await;
         assert_eq!(s, 200);
     }
-    let (s, _) = server.call(&token, Method::POST, "/secrets/plain0/backup", None).await;
+    let (s, _) = server
+        .call(&token, Method::POST, "/secrets/plain0/backup", None)
+        .await;
     assert_eq!(s, 200);
     // A malformed body carrying a value-like string must not echo it.
     let resp = server
         .client
-        .put(format!("{}/secrets/plain9?api-version=7.6", server.vault_url("dev")))
+        .put(format!(
+            "{}/secrets/plain9?api-version=7.6",
+            server.vault_url("dev")
+        ))
         .bearer_auth(&token)
         .header("content-type", "application/json")
         .body(format!("{{\"value\": 12345{}", values[0]))
@@ -156,7 +215,13 @@ async fn no_plaintext_on_disk_or_in_logs_and_restart_reuses_everything() {
     assert!(!resp.text().await.unwrap().contains(&values[0]));
     server.stop();
     // The scan does find what is there (the tenant id is stored in clear).
-    assert!(!files_containing(dir.path(), creds_before["tenant_id"].as_str().unwrap().as_bytes()).is_empty());
+    assert!(
+        !files_containing(
+            dir.path(),
+            creds_before["tenant_id"].as_str().unwrap().as_bytes()
+        )
+        .is_empty()
+    );
     for v in &values {
         let hits = files_containing(dir.path(), v.as_bytes());
         assert!(hits.is_empty(), "plaintext value found in {hits:?}");
@@ -167,7 +232,9 @@ async fn no_plaintext_on_disk_or_in_logs_and_restart_reuses_everything() {
     assert_eq!(server.creds["client_secret"], creds_before["client_secret"]);
     assert_eq!(server.creds["tenant_id"], creds_before["tenant_id"]);
     let token = server.admin_token().await;
-    let (s, body) = server.call(&token, Method::GET, "/secrets/plain3", None).await;
+    let (s, body) = server
+        .call(&token, Method::GET, "/secrets/plain3", None)
+        .await;
     assert_eq!((s, body["value"].as_str()), (200, Some(values[3].as_str())));
     drop(server);
 
@@ -175,15 +242,27 @@ async fn no_plaintext_on_disk_or_in_logs_and_restart_reuses_everything() {
     let wrong = dir.path().join("wrong-pass");
     std::fs::write(&wrong, "not the passphrase").unwrap();
     let (code, _, err) = cli(&[
-        "server", "--dev", "--data-dir", dir.path().to_str().unwrap(), "--listen", &format!("127.0.0.1:{}", free_port()),
-        "--passphrase-file", wrong.to_str().unwrap(),
+        "server",
+        "--dev",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--passphrase-file",
+        wrong.to_str().unwrap(),
     ]);
     assert_eq!(code, 3);
     assert!(err.contains("root key does not open"), "{err}");
     // An empty passphrase is refused outright.
     let (code, _, err) = cli(&[
-        "server", "--dev", "--data-dir", dir.path().to_str().unwrap(), "--listen", &format!("127.0.0.1:{}", free_port()),
-        "--passphrase-file", "/dev/null",
+        "server",
+        "--dev",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--passphrase-file",
+        "/dev/null",
     ]);
     assert_eq!(code, 3);
     assert!(err.contains("must have at least 12 characters"), "{err}");

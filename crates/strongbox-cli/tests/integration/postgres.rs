@@ -24,10 +24,28 @@ async fn two_servers_share_one_postgres_database() {
     let ta = a.admin_token().await;
     let tb = b.admin_token().await;
 
-    let (s, set) = a.call(&ta, Method::PUT, "/secrets/shared", Some(json!({"value": "from-a"}))).await;
+    let (s, set) = a
+        .call(
+            &ta,
+            Method::PUT,
+            "/secrets/shared",
+            Some(json!({"value": "from-a"})),
+        )
+        .await;
     assert_eq!(s, 200);
     let (s, got) = b.call(&tb, Method::GET, "/secrets/shared", None).await;
-    assert_eq!((s, &got["value"], &got["id"].as_str().unwrap().rsplit('/').next()), (200, &json!("from-a"), &set["id"].as_str().unwrap().rsplit('/').next()));
+    assert_eq!(
+        (
+            s,
+            &got["value"],
+            &got["id"].as_str().unwrap().rsplit('/').next()
+        ),
+        (
+            200,
+            &json!("from-a"),
+            &set["id"].as_str().unwrap().rsplit('/').next()
+        )
+    );
 
     let mut tasks = Vec::new();
     for i in 0..20 {
@@ -51,11 +69,23 @@ async fn two_servers_share_one_postgres_database() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    let (s, versions) = b.call(&tb, Method::GET, "/secrets/contended/versions", None).await;
+    let (s, versions) = b
+        .call(&tb, Method::GET, "/secrets/contended/versions", None)
+        .await;
     assert_eq!((s, versions["value"].as_array().unwrap().len()), (200, 20));
     drop(a);
     drop(b);
-    let (code, out, err) = cli(&["audit", "verify", "--data-dir", dir_a.path().to_str().unwrap(), "--store", &url]);
+    let (code, out, err) = cli(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        dir_a.path().to_str().unwrap(),
+        "--store",
+        &url,
+    ]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("dev: ") && out.contains("chain intact"), "{out}");
+    assert!(
+        out.contains("dev: ") && out.contains("chain intact"),
+        "{out}"
+    );
 }

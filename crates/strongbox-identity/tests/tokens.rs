@@ -1,0 +1,177 @@
+//! Token issue and verification against an injected clock and a real (SQLite) store.
+
+use secrecy::ExposeSecret;
+use std::collections::HashMap;
+use std::sync::Arc;
+use strongbox_crypto::{Keyring, RootKey};
+use strongbox_domain::ManualClock;
+use strongbox_identity::{
+    AuthError, NewServicePrincipal, TokenService, create_service_principal, create_tenant,
+};
+use strongbox_store::Store;
+
+const AUD: &str = "https://vault.localhost:8443";
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    keyring: Arc<Keyring>,
+    clock: Arc<ManualClock>,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        strongbox_store_sqlite::SqliteStore::open(&format!(
+            "sqlite:{}",
+            dir.path().join("s.db").display()
+        ))
+        .await
+        .unwrap(),
+    );
+    let root = RootKey::from_passphrase(b"test passphrase", b"0123456789abcdef").unwrap();
+    let keyring = Arc::new(Keyring::open(&root, &[Keyring::new_data_key(&root, 1)]).unwrap());
+    World {
+        _dir: dir,
+        store,
+        keyring,
+        clock: Arc::new(ManualClock::new(1_800_000_000_000)),
+    }
+}
+
+async fn service(w: &World, audience: &str) -> TokenService {
+    TokenService::open(
+        w.store.clone(),
+        w.keyring.clone(),
+        w.clock.clone(),
+        "https://localhost:8443".into(),
+        audience.into(),
+    )
+    .await
+    .unwrap()
+}
+
+fn form(client_id: &str, secret: &str) -> HashMap<String, String> {
+    [
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id),
+        ("client_secret", secret),
+        ("scope", &format!("{AUD}/.default")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+#[tokio::test]
+async fn tokens_expire_by_the_clock_even_when_cached() {
+    let w = world().await;
+    let tokens = service(&w, AUD).await;
+    let tenant = create_tenant(&*w.store, "t").await.unwrap();
+    let (sp, secret) = create_service_principal(
+        &*w.store,
+        &w.keyring,
+        &*w.clock,
+        NewServicePrincipal {
+            tenant_id: &tenant.id,
+            display_name: "app",
+            secret_lifetime_days: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let issued = tokens
+        .token(&tenant.id, &form(&sp.client_id, secret.expose_secret()))
+        .await
+        .unwrap();
+    let caller = tokens.verify(&issued.access_token).await.unwrap();
+    assert_eq!(
+        (caller.object_id.as_str(), caller.tenant_id.as_str()),
+        (sp.object_id.as_str(), tenant.id.as_str())
+    );
+    w.clock.advance_secs(3599);
+    assert!(tokens.verify(&issued.access_token).await.is_ok());
+    w.clock.advance_secs(1);
+    assert_eq!(
+        tokens.verify(&issued.access_token).await,
+        Err(AuthError::Expired)
+    );
+
+    // A second service instance (another node) verifies with the same stored keys, but not for
+    // another audience.
+    let other_aud = service(&w, "https://elsewhere.example").await;
+    let fresh = tokens
+        .token(&tenant.id, &form(&sp.client_id, secret.expose_secret()))
+        .await
+        .unwrap();
+    assert_eq!(
+        other_aud.verify(&fresh.access_token).await,
+        Err(AuthError::Audience)
+    );
+    assert!(
+        service(&w, AUD)
+            .await
+            .verify(&fresh.access_token)
+            .await
+            .is_ok()
+    );
+
+    // The client secret itself expires after its lifetime.
+    w.clock.advance_secs(86_400);
+    let refused = tokens
+        .token(&tenant.id, &form(&sp.client_id, secret.expose_secret()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.status, refused.body.error.as_str()),
+        (401, "invalid_client")
+    );
+}
+
+#[tokio::test]
+async fn the_token_endpoint_refuses_what_it_should() {
+    let w = world().await;
+    let tokens = service(&w, AUD).await;
+    let tenant = create_tenant(&*w.store, "t").await.unwrap();
+    let (sp, secret) = create_service_principal(
+        &*w.store,
+        &w.keyring,
+        &*w.clock,
+        NewServicePrincipal {
+            tenant_id: &tenant.id,
+            display_name: "app",
+            secret_lifetime_days: 30,
+        },
+    )
+    .await
+    .unwrap();
+    let good = form(&sp.client_id, secret.expose_secret());
+    let refused = |f: HashMap<String, String>, t: &str| {
+        let tokens = &tokens;
+        let t = t.to_string();
+        async move { tokens.token(&t, &f).await.unwrap_err() }
+    };
+    let mut f = good.clone();
+    f.insert("grant_type".into(), "password".into());
+    assert_eq!(
+        refused(f, &tenant.id).await.body.error,
+        "unsupported_grant_type"
+    );
+    let mut f = good.clone();
+    f.insert("scope".into(), "https://vault.azure.net/.default".into());
+    assert_eq!(refused(f, &tenant.id).await.body.error, "invalid_scope");
+    let mut f = good.clone();
+    f.insert("client_secret".into(), "wrong".into());
+    assert_eq!(refused(f, &tenant.id).await.body.error, "invalid_client");
+    let mut f = good.clone();
+    f.insert(
+        "client_id".into(),
+        "00000000-0000-0000-0000-000000000000".into(),
+    );
+    assert_eq!(refused(f, &tenant.id).await.status, 401);
+    // The right credentials at another tenant's endpoint.
+    let other = create_tenant(&*w.store, "other").await.unwrap();
+    assert_eq!(refused(good.clone(), &other.id).await.status, 401);
+    assert_eq!(refused(good.clone(), "no-such-tenant").await.status, 400);
+    assert!(tokens.token(&tenant.id, &good).await.is_ok());
+}

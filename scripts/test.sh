@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what it needs (PostgreSQL from Debian, a
+# Python venv with the official Azure SDK), checks format and lints, runs the Rust tests (store
+# conformance on SQLite and PostgreSQL, integration tests of the real binary) and the Python SDK
+# tests over HTTPS. Under CI=true nothing may be skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+work=$(mktemp -d /tmp/strongbox-test.XXXXXX)
+chmod 755 "$work"
+
+log() { printf '\n== %s\n' "$*"; }
+
+cleanup() {
+  if [ -f "$work/pg/data/postmaster.pid" ]; then
+    bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$bindir/pg_ctl" -D "$work/pg/data" -m fast stop >/dev/null 2>&1 || true
+    else "$bindir/pg_ctl" -D "$work/pg/data" -m fast stop >/dev/null 2>&1 || true; fi
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+log "toolchain"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo --version
+
+log "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "PostgreSQL"
+export STRONGBOX_TEST_PG_URL
+STRONGBOX_TEST_PG_URL=$(scripts/pg-start.sh "$work/pg" 55432)
+echo "PostgreSQL at $STRONGBOX_TEST_PG_URL"
+
+log "Rust tests"
+cargo test --workspace --locked
+
+log "Python SDK tests"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check -r sdk-tests/python/requirements.txt
+cargo build --locked -p strongbox-cli
+STRONGBOX_BIN="$root/target/debug/strongbox" .venv/bin/python -m pytest -q sdk-tests/python
+
+log "all tests passed"
