@@ -80,10 +80,10 @@ class Strongbox:
 
     # CLI -------------------------------------------------------------------------------------
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        """Runs `strongbox <args> --data-dir DIR`."""
+    def cli(self, *args: str, check: bool = True, data_dir: Path | None = None) -> subprocess.CompletedProcess:
+        """Runs `strongbox <args> --data-dir DIR` (the server's data dir unless told otherwise)."""
         proc = subprocess.run(
-            [STRONGBOX_BIN, *args, "--data-dir", str(self.data_dir)],
+            [STRONGBOX_BIN, *args, "--data-dir", str(data_dir or self.data_dir)],
             capture_output=True,
             text=True,
             timeout=60,

@@ -7,6 +7,8 @@ are independent of each other and of order, except the audit check, which runs l
 from __future__ import annotations
 
 import re
+import shutil
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -74,6 +76,7 @@ def test_each_set_creates_a_new_distinct_version(sb, dev, name):
 
     for secret, value, version in zip(created, values, versions):
         assert VERSION_RE.fullmatch(version), version
+        assert abs(secret.properties.created_on - now()) < CLOCK_SLACK
         assert secret.name == name
         assert secret.value == value
         assert secret.id == f"{sb.vault_url('dev')}/secrets/{name}/{version}"
@@ -241,12 +244,18 @@ def test_list_versions_pages_exactly(sb):
         assert p.id == f"{sb.vault_url(vault)}/secrets/{name}/{p.version}"
 
 
-def test_list_versions_of_unknown_secret_is_empty_or_not_found(dev, name):
-    """Azure answers an empty list for a name that never existed; never someone else's versions."""
-    try:
-        assert list(dev.list_properties_of_secret_versions(name)) == []
-    except ResourceNotFoundError:
-        pass
+def test_list_versions_of_unknown_secret_is_empty(dev, name):
+    """Like Azure, listing versions of a name that never existed is an empty list, not an error."""
+    assert list(dev.list_properties_of_secret_versions(name)) == []
+
+
+def test_names_are_case_insensitive(dev, name):
+    """Azure secret names are case-insensitive: two casings address one secret."""
+    mixed = name.upper()
+    dev.set_secret(mixed, "first")
+    dev.set_secret(name, "second")
+    assert dev.get_secret(mixed).value == "second"
+    assert len(list(dev.list_properties_of_secret_versions(name))) == 2
 
 
 # --- 4. soft delete, recover, purge ---------------------------------------------------------
@@ -308,6 +317,28 @@ def test_delete_recover_delete_purge_reuse(sb, dev, name):
     reborn = dev.set_secret(name, "a new life")
     assert dev.get_secret(name).value == "a new life"
     assert [p.version for p in dev.list_properties_of_secret_versions(name)] == [reborn.properties.version]
+
+
+def test_list_deleted_secrets_pages_exactly(sb):
+    """Deleted secrets page like live ones (max_page_size=2), carry no values, and leave the live list."""
+    vault, client = sb.owned_vault()
+    expected = sorted(unique(f"gone{i}") for i in range(5))
+    kept = unique("kept")
+    client.set_secret(kept, "still here")
+    for n in expected:
+        client.set_secret(n, f"value of {n}")
+        client.begin_delete_secret(n).wait()
+
+    pages, bodies = wire_pages(client.list_deleted_secrets, max_page_size=2)
+    assert len(pages) >= 3
+    assert_paged(pages, bodies, page_size=2)
+    listed = [d for page in pages for d in page]
+    assert sorted(names_of(listed)) == expected
+    for d in listed:
+        assert d.recovery_id == f"{sb.vault_url(vault)}/deletedsecrets/{d.name}"
+        assert d.deleted_date is not None and d.scheduled_purge_date is not None
+
+    assert names_of(client.list_properties_of_secrets()) == [kept]
 
 
 def test_delete_unknown_secret_is_not_found(dev, name):
@@ -561,35 +592,68 @@ def test_invalid_secret_name_is_bad_request(dev, bad):
     assert status_of(e) == 400
 
 
-def test_longest_valid_name_is_accepted(dev):
-    name = "a" + unique("b").replace("-", "") + "c" * 100
-    name = name[:127]
-    dev.set_secret(name, "long name")
-    assert dev.get_secret(name).value == "long name"
+def test_longest_valid_name_is_accepted(dev, name):
+    """127 characters is the limit, not beyond it."""
+    longest = (name + "-" + "x" * 127)[:127]
+    dev.set_secret(longest, "long name")
+    assert dev.get_secret(longest).value == "long name"
 
 
 # --- 11. audit (last on purpose: it checks what the run did) --------------------------------
 
 
-def _audit_counts(sb) -> dict[str, int]:
-    proc = sb.cli("audit", "verify")
-    counts = {}
+def _audit_verify(sb, data_dir=None) -> tuple[int, dict[str, str]]:
+    """Runs `audit verify`; returns the exit code and each vault's verdict line."""
+    proc = sb.cli("audit", "verify", data_dir=data_dir, check=False)
+    verdicts = {}
     for line in proc.stdout.splitlines():
-        m = re.fullmatch(r"(\S+): (\d+) records, chain intact", line.strip())
-        assert m, f"unexpected audit verify line: {line!r}"
-        counts[m.group(1)] = int(m.group(2))
-    return counts
+        vault, _, verdict = line.strip().partition(": ")
+        verdicts[vault] = verdict
+    return proc.returncode, verdicts
+
+
+def _records(verdict: str) -> int:
+    m = re.fullmatch(r"(\d+) records, chain intact", verdict)
+    assert m, f"chain not intact: {verdict!r}"
+    return int(m.group(1))
 
 
 def test_zz_audit_chains_are_intact_after_the_run(sb, dev, name):
     """After everything above, every vault's audit chain verifies, and one request = one record."""
-    dev.set_secret(name, "audited")  # token cached: the next call is exactly one request
-    before = _audit_counts(sb)
-    assert before["dev"] > 0
+    dev.set_secret(name, "audited")  # token cached: each call below is exactly one request
+    code, before = _audit_verify(sb)
+    assert code == 0, before
+    assert _records(before["dev"]) > 0
+    assert len(before) > 1  # the vaults this run created are verified too
+    for verdict in before.values():
+        _records(verdict)
 
     dev.get_secret(name)
     with pytest.raises(ResourceNotFoundError):
         dev.get_secret(unique())  # refusals are audited too
-    after = _audit_counts(sb)
-    assert after["dev"] == before["dev"] + 2
-    assert set(after) >= {"dev"} and len(after) > 1  # the vaults this run created are verified too
+    code, after = _audit_verify(sb)
+    assert code == 0, after
+    assert _records(after["dev"]) == _records(before["dev"]) + 2
+
+
+def test_zz_audit_verify_detects_an_edited_record(sb, tmp_path):
+    """The verdict above means something: edit one record in a copy of the store and verify fails."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(sb.data_dir / "root.key", copy / "root.key")
+    src = sqlite3.connect(sb.data_dir / "strongbox.db")
+    dst = sqlite3.connect(copy / "strongbox.db")
+    src.backup(dst)  # a consistent snapshot while the server keeps running
+    src.close()
+    dst.execute(
+        "UPDATE audit_records SET record_json = record_json || ' ' "
+        "WHERE rowid = (SELECT rowid FROM audit_records ORDER BY vault_id, seq LIMIT 1 OFFSET 2)"
+    )
+    assert dst.total_changes == 1
+    dst.commit()
+    dst.close()
+
+    code, verdicts = _audit_verify(sb, data_dir=copy)
+    assert code == 1, verdicts
+    broken = [v for v, verdict in verdicts.items() if "intact" not in verdict]
+    assert len(broken) == 1, verdicts

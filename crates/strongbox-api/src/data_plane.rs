@@ -4,7 +4,7 @@
 //! policy (403) → body → domain. Every step after the vault is known is audited.
 
 use crate::errors::{ApiError, json_error};
-use crate::{API_VERSIONS, AppState};
+use crate::{API_VERSIONS, AppState, api_version_supported};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -299,7 +299,7 @@ async fn run(
                 "The 'api-version' query parameter is missing.",
             ));
         }
-        Some(v) if !API_VERSIONS.contains(&v) => {
+        Some(v) if !api_version_supported(v) => {
             return Err(ApiError::new(
                 ErrorCode::BadParameter,
                 format!(

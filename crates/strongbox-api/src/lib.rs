@@ -18,7 +18,9 @@ use strongbox_store::Store;
 /// Largest request body accepted (a restore blob of a secret with many versions).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// api-version values the current Azure SDKs send.
+/// api-version values the Azure SDKs send. Date-style versions from 2025 on (and their
+/// `-preview` forms) are accepted too: the secrets shapes are stable across them, and a newer SDK
+/// (the Rust crate's beta sends `2026-03-01-preview`) should not break on a version string.
 pub const API_VERSIONS: &[&str] = &[
     "7.0",
     "7.1",
@@ -30,6 +32,36 @@ pub const API_VERSIONS: &[&str] = &[
     "2025-07-01",
     "2026-04-01",
 ];
+
+pub fn api_version_supported(v: &str) -> bool {
+    if API_VERSIONS.contains(&v) {
+        return true;
+    }
+    let date = v.strip_suffix("-preview").unwrap_or(v);
+    let parts: Vec<&str> = date.split('-').collect();
+    let number = |p: &str, len: usize, range: std::ops::RangeInclusive<u32>| {
+        p.len() == len
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| range.contains(&n))
+    };
+    matches!(parts.as_slice(), [y, m, d] if number(y, 4, 2025..=9999) && number(m, 2, 1..=12) && number(d, 2, 1..=31))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn api_versions_known_and_date_style_are_accepted() {
+        use super::api_version_supported as ok;
+        assert!(ok("7.6") && ok("2026-04-01") && ok("2026-03-01-preview") && ok("2027-01-15"));
+        assert!(
+            !ok("1.0")
+                && !ok("2019-01-01")
+                && !ok("2026-13-01")
+                && !ok("latest")
+                && !ok("2026-03-01-beta")
+        );
+    }
+}
 
 pub struct AppState {
     pub store: Arc<dyn Store>,
