@@ -47,22 +47,6 @@ pub fn api_version_supported(v: &str) -> bool {
     matches!(parts.as_slice(), [y, m, d] if number(y, 4, 2025..=9999) && number(m, 2, 1..=12) && number(d, 2, 1..=31))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn api_versions_known_and_date_style_are_accepted() {
-        use super::api_version_supported as ok;
-        assert!(ok("7.6") && ok("2026-04-01") && ok("2026-03-01-preview") && ok("2027-01-15"));
-        assert!(
-            !ok("1.0")
-                && !ok("2019-01-01")
-                && !ok("2026-13-01")
-                && !ok("latest")
-                && !ok("2026-03-01-beta")
-        );
-    }
-}
-
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub secrets: Arc<SecretService>,
@@ -95,4 +79,20 @@ async fn add_service_headers(mut response: axum::response::Response) -> axum::re
         HeaderValue::from_static("no-cache"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn api_versions_known_and_date_style_are_accepted() {
+        use super::api_version_supported as ok;
+        assert!(ok("7.6") && ok("2026-04-01") && ok("2026-03-01-preview") && ok("2027-01-15"));
+        assert!(
+            !ok("1.0")
+                && !ok("2019-01-01")
+                && !ok("2026-13-01")
+                && !ok("latest")
+                && !ok("2026-03-01-beta")
+        );
+    }
 }
