@@ -42,7 +42,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r sdk-tests/python/requirements.txt
-cargo build --locked -p strongbox-cli
+# `cargo test --workspace` above built the binary the SDK tests run.
 STRONGBOX_BIN="$root/target/debug/strongbox" .venv/bin/python -m pytest -q sdk-tests/python
 
 log "all tests passed"

@@ -136,6 +136,12 @@ async fn keyring(store: &dyn Store, root: &RootKey) -> anyhow::Result<Keyring> {
 pub async fn open_context(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Arc<Keyring>)> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     std::fs::create_dir_all(&config.data_dir).context("creating the data dir")?;
+    // Only the server's user may enter the data dir (keys, database, credentials).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
     let store = open_store(&config.store_url()).await?;
     let root = root_key(config, &*store).await?;
     let keyring = Arc::new(keyring(&*store, &root).await?);
