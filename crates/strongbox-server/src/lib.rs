@@ -135,12 +135,15 @@ async fn keyring(store: &dyn Store, root: &RootKey) -> anyhow::Result<Keyring> {
 /// The store and unsealed keyring, for offline admin commands.
 pub async fn open_context(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Arc<Keyring>)> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    std::fs::create_dir_all(&config.data_dir).context("creating the data dir")?;
-    // Only the server's user may enter the data dir (keys, database, credentials).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))?;
+    if !config.data_dir.exists() {
+        std::fs::create_dir_all(&config.data_dir).context("creating the data dir")?;
+        // Only the server's user may enter a data dir we create (keys, database, credentials).
+        // An existing directory is the operator's to set up; we never change its mode.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))?;
+        }
     }
     let store = open_store(&config.store_url()).await?;
     let root = root_key(config, &*store).await?;
