@@ -15,9 +15,10 @@ use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+use strongbox_domain::DomainError;
 use strongbox_domain::audit::{self, Operation, RequestInfo};
 use strongbox_domain::secrets::PageRequest;
-use strongbox_domain::{Caller, Grant, authorize};
+use strongbox_domain::{Caller, Grant, SecretAction, VaultAccess, authorize};
 use strongbox_store::VaultRow;
 use strongbox_types::ErrorCode;
 
@@ -65,19 +66,19 @@ fn parse(method: &Method, path: &str) -> Result<(Operation, Target), ErrorCode> 
     Ok(op)
 }
 
-fn permission(op: Operation) -> Option<strongbox_domain::Permission> {
-    use strongbox_domain::Permission as P;
+fn action(op: Operation) -> Option<SecretAction> {
     Some(match op {
-        Operation::SecretGet | Operation::SecretGetDeleted => P::Get,
-        Operation::SecretList | Operation::SecretListVersions | Operation::SecretListDeleted => {
-            P::List
-        }
-        Operation::SecretSet | Operation::SecretUpdate => P::Set,
-        Operation::SecretDelete => P::Delete,
-        Operation::SecretRecover => P::Recover,
-        Operation::SecretPurge => P::Purge,
-        Operation::SecretBackup => P::Backup,
-        Operation::SecretRestore => P::Restore,
+        Operation::SecretGet => SecretAction::Get,
+        Operation::SecretGetDeleted => SecretAction::GetDeleted,
+        Operation::SecretList | Operation::SecretListVersions => SecretAction::List,
+        Operation::SecretListDeleted => SecretAction::ListDeleted,
+        Operation::SecretSet => SecretAction::Set,
+        Operation::SecretUpdate => SecretAction::Update,
+        Operation::SecretDelete => SecretAction::Delete,
+        Operation::SecretRecover => SecretAction::Recover,
+        Operation::SecretPurge => SecretAction::Purge,
+        Operation::SecretBackup => SecretAction::Backup,
+        Operation::SecretRestore => SecretAction::Restore,
         Operation::Unknown => return None,
     })
 }
@@ -158,8 +159,9 @@ pub async fn handle(
         return ApiError::new(ErrorCode::NotFound, "No such endpoint.").into_response();
     };
     let vault = match app.store.get_vault_by_name(name).await {
-        Ok(Some(v)) => Arc::new(v),
-        Ok(None) => {
+        Ok(Some(v)) if v.deleted.is_none() => Arc::new(v),
+        // A soft-deleted vault and all its secrets stop answering.
+        Ok(_) => {
             return ApiError::new(
                 ErrorCode::VaultNotFound,
                 format!("The vault '{name}' does not exist."),
@@ -238,7 +240,7 @@ async fn authenticate(
     };
     let caller = app
         .tokens
-        .verify(token)
+        .verify(token, strongbox_identity::Plane::Vault)
         .await
         .map_err(|e| unauthorized(e.to_string()))?;
     if caller.tenant_id != vault.tenant_id {
@@ -317,13 +319,29 @@ async fn run(
         }
         _ => ApiError::new(ErrorCode::NotFound, "No such endpoint."),
     })?;
-    let perm = permission(op).expect("parsed operations need a permission");
-    let policies = app
-        .store
-        .list_access_policies(&vault.id)
-        .await
-        .map_err(strongbox_domain::DomainError::from)?;
-    let grant: Grant = authorize(vault.clone(), &policies, caller, perm)?;
+    let action = action(op).expect("parsed operations have an action");
+    let access = if vault.enable_rbac {
+        VaultAccess::Roles(
+            app.store
+                .list_role_assignments_for_principal(&caller.object_id)
+                .await
+                .map_err(DomainError::from)?,
+        )
+    } else {
+        VaultAccess::Policies(
+            app.store
+                .list_access_policies(&vault.id)
+                .await
+                .map_err(DomainError::from)?,
+        )
+    };
+    let grant: Grant = authorize(
+        vault.clone(),
+        &access,
+        caller,
+        action,
+        target.name.as_deref(),
+    )?;
     let page = || -> Result<PageRequest, ApiError> {
         let max_results = match &q.max_results {
             None => None,

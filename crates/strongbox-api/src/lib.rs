@@ -4,6 +4,7 @@
 
 mod data_plane;
 mod errors;
+pub mod management;
 mod token_routes;
 
 use axum::Router;
@@ -54,11 +55,15 @@ pub struct AppState {
     pub audit: AuditWriter,
     /// Vault hosts are `{vault}.{dns_suffix}`.
     pub dns_suffix: String,
+    pub clock: Arc<dyn strongbox_domain::Clock>,
+    /// Present when the server runs with `--dev-clock`: tests may move time forward.
+    pub dev_clock: Option<Arc<strongbox_domain::OffsetClock>>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(token_routes::routes())
+        .merge(management::routes())
         .fallback(data_plane::handle)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(add_service_headers))

@@ -15,6 +15,7 @@ use strongbox_types::token::OAuthError;
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/healthz", get(health))
+        .route("/_dev/clock", post(advance_clock))
         .route(
             "/{tenant}/v2.0/.well-known/openid-configuration",
             get(openid_configuration),
@@ -55,6 +56,24 @@ async fn known_tenant(app: &AppState, tenant: &str) -> Result<(), Response> {
                 "The token service encountered an internal error.".into(),
             ))
         }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Advance {
+    advance_secs: i64,
+}
+
+/// `POST /_dev/clock?advance_secs=N`: only on `--dev-clock` servers (404 otherwise).
+async fn advance_clock(
+    State(app): State<Arc<AppState>>,
+    axum::extract::Query(q): axum::extract::Query<Advance>,
+) -> Response {
+    match &app.dev_clock {
+        Some(clock) => {
+            Json(serde_json::json!({"now_ms": clock.advance_secs(q.advance_secs)})).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 

@@ -76,6 +76,12 @@ enum Command {
         /// Create a dev tenant, vault `dev` and admin principal; write dev-credentials.json.
         #[arg(long)]
         dev: bool,
+        /// Testing only: let `POST /_dev/clock?advance_secs=N` move the server's clock forward.
+        #[arg(long, hide = true)]
+        dev_clock: bool,
+        /// Seconds between sweeps that purge soft-deleted items past their retention.
+        #[arg(long, default_value_t = 60)]
+        purge_interval_secs: u64,
     },
     /// Audit log tools.
     Audit {
@@ -124,6 +130,12 @@ enum VaultCommand {
         retention_days: i64,
         #[arg(long)]
         purge_protection: bool,
+        /// Authorize the data plane by role assignments instead of access policies.
+        #[arg(long)]
+        enable_rbac: bool,
+        /// Resource group (default: the dev one).
+        #[arg(long, default_value = "strongbox-dev")]
+        resource_group: String,
     },
 }
 
@@ -196,9 +208,17 @@ async fn default_tenant(
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Server { store, listen, dev } => {
+        Command::Server {
+            store,
+            listen,
+            dev,
+            dev_clock,
+            purge_interval_secs,
+        } => {
             let mut config = store.config()?;
             config.dev = dev;
+            config.dev_clock = dev_clock;
+            config.purge_interval = std::time::Duration::from_secs(purge_interval_secs.max(1));
             let listener =
                 std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
             let server = strongbox_server::start(config, listener).await?;
@@ -225,18 +245,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     tenant,
                     retention_days,
                     purge_protection,
+                    enable_rbac,
+                    resource_group,
                 },
         } => {
             let (s, _) = strongbox_server::open_context(&store.config()?).await?;
             let tenant_id = default_tenant(&*s, tenant).await?;
+            let subscription_id = s
+                .get_meta("dev_subscription")
+                .await?
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .context("no dev subscription exists")?;
             let vault = strongbox_domain::vaults::create_vault(
                 &*s,
                 &SystemClock,
                 strongbox_domain::vaults::NewVault {
                     name: &name,
                     tenant_id: &tenant_id,
+                    subscription_id: &subscription_id,
+                    resource_group: &resource_group,
+                    location: "local",
                     retention_days,
                     purge_protection,
+                    enable_rbac,
                 },
             )
             .await?;

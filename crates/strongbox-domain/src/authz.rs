@@ -3,8 +3,9 @@
 //! cannot forget the check.
 
 use crate::DomainError;
+use crate::rbac;
 use std::sync::Arc;
-use strongbox_store::{AccessPolicyRow, VaultRow};
+use strongbox_store::{AccessPolicyRow, RoleAssignmentRow, VaultRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
@@ -58,12 +59,70 @@ pub struct Caller {
     pub app_id: String,
 }
 
-/// Proof that `caller` may perform `permission` on `vault`. Only `authorize` makes one.
+/// A secrets data-plane action: what access policies call a permission and RBAC a data action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretAction {
+    Get,
+    List,
+    Set,
+    Update,
+    Delete,
+    GetDeleted,
+    ListDeleted,
+    Recover,
+    Purge,
+    Backup,
+    Restore,
+}
+
+impl SecretAction {
+    /// The access-policy permission that allows it.
+    pub fn permission(self) -> Permission {
+        match self {
+            SecretAction::Get | SecretAction::GetDeleted => Permission::Get,
+            SecretAction::List | SecretAction::ListDeleted => Permission::List,
+            SecretAction::Set | SecretAction::Update => Permission::Set,
+            SecretAction::Delete => Permission::Delete,
+            SecretAction::Recover => Permission::Recover,
+            SecretAction::Purge => Permission::Purge,
+            SecretAction::Backup => Permission::Backup,
+            SecretAction::Restore => Permission::Restore,
+        }
+    }
+
+    /// The RBAC data action that allows it.
+    pub fn data_action(self) -> &'static str {
+        match self {
+            SecretAction::Get => "Microsoft.KeyVault/vaults/secrets/getSecret/action",
+            SecretAction::List | SecretAction::GetDeleted | SecretAction::ListDeleted => {
+                "Microsoft.KeyVault/vaults/secrets/readMetadata/action"
+            }
+            SecretAction::Set => "Microsoft.KeyVault/vaults/secrets/setSecret/action",
+            SecretAction::Update => "Microsoft.KeyVault/vaults/secrets/update/action",
+            SecretAction::Delete => "Microsoft.KeyVault/vaults/secrets/delete",
+            SecretAction::Recover => "Microsoft.KeyVault/vaults/secrets/recover/action",
+            SecretAction::Purge => "Microsoft.KeyVault/vaults/secrets/purge/action",
+            SecretAction::Backup => "Microsoft.KeyVault/vaults/secrets/backup/action",
+            SecretAction::Restore => "Microsoft.KeyVault/vaults/secrets/restore/action",
+        }
+    }
+}
+
+/// What decides access to a vault's data plane: its access policies, or (with
+/// `enableRbacAuthorization`) the caller's role assignments.
+#[derive(Debug, Clone)]
+pub enum VaultAccess {
+    Policies(Vec<AccessPolicyRow>),
+    /// The caller's role assignments (at any scope).
+    Roles(Vec<RoleAssignmentRow>),
+}
+
+/// Proof that `caller` may perform an action on `vault`. Only `authorize` makes one.
 #[derive(Debug, Clone)]
 pub struct Grant {
     vault: Arc<VaultRow>,
     caller: Caller,
-    permission: Permission,
+    action: SecretAction,
 }
 
 impl Grant {
@@ -73,81 +132,206 @@ impl Grant {
     pub fn caller(&self) -> &Caller {
         &self.caller
     }
-    pub fn permission(&self) -> Permission {
-        self.permission
+    pub fn action(&self) -> SecretAction {
+        self.action
     }
 }
 
+/// Decides a data-plane action. `secret` names the secret concerned, if any: a role assignment
+/// at that secret's scope counts (RBAC mode).
 pub fn authorize(
     vault: Arc<VaultRow>,
-    policies: &[AccessPolicyRow],
+    access: &VaultAccess,
     caller: &Caller,
-    permission: Permission,
+    action: SecretAction,
+    secret: Option<&str>,
 ) -> Result<Grant, DomainError> {
-    let allowed = caller.tenant_id == vault.tenant_id
-        && policies.iter().any(|p| {
-            p.vault_id == vault.id
-                && p.object_id == caller.object_id
-                && p.secret_permissions
+    let same_tenant = caller.tenant_id == vault.tenant_id;
+    let allowed = same_tenant
+        && match access {
+            VaultAccess::Policies(policies) => policies.iter().any(|p| {
+                p.vault_id == vault.id
+                    && p.object_id == caller.object_id
+                    && p.secret_permissions
+                        .iter()
+                        .any(|s| Permission::parse(s) == Some(action.permission()))
+            }),
+            VaultAccess::Roles(assignments) => {
+                let mine: Vec<_> = assignments
                     .iter()
-                    .any(|s| Permission::parse(s) == Some(permission))
-        });
+                    .filter(|a| a.principal_id == caller.object_id)
+                    .cloned()
+                    .collect();
+                let target = match secret {
+                    Some(name) => format!(
+                        "{}/secrets/{}",
+                        vault.resource_id,
+                        name.to_ascii_lowercase()
+                    ),
+                    None => vault.resource_id.clone(),
+                };
+                rbac::permits(&mine, &target, action.data_action(), true)
+            }
+        };
     if allowed {
-        Ok(Grant {
+        return Ok(Grant {
             vault,
             caller: caller.clone(),
-            permission,
-        })
-    } else {
-        Err(DomainError::Forbidden {
-            message: format!(
-                "The user, group or application 'appid={};oid={}' does not have secrets {} permission on key vault '{}'.",
-                caller.app_id,
-                caller.object_id,
-                permission.as_str(),
-                vault.name
-            ),
-            inner: Some("AccessDenied"),
-        })
+            action,
+        });
     }
+    let message = match access {
+        VaultAccess::Policies(_) => format!(
+            "The user, group or application 'appid={};oid={}' does not have secrets {} permission on key vault '{}'.",
+            caller.app_id,
+            caller.object_id,
+            action.permission().as_str(),
+            vault.name
+        ),
+        VaultAccess::Roles(_) => format!(
+            "Caller is not authorized to perform action on resource. Caller: appid={};oid={}. Action: '{}'. \
+             Resource: '{}'.",
+            caller.app_id,
+            caller.object_id,
+            action.data_action(),
+            vault.resource_id.to_ascii_lowercase()
+        ),
+    };
+    let inner = match access {
+        VaultAccess::Policies(_) => "AccessDenied",
+        VaultAccess::Roles(_) => "ForbiddenByRbac",
+    };
+    Err(DomainError::Forbidden {
+        message,
+        inner: Some(inner),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn only_a_matching_policy_in_the_same_tenant_grants() {
-        let vault = Arc::new(VaultRow {
+    fn vault(rbac: bool) -> Arc<VaultRow> {
+        Arc::new(VaultRow {
             id: "v".into(),
             name: "dev".into(),
             tenant_id: "t".into(),
-            resource_id: "r".into(),
+            subscription_id: "s".into(),
+            resource_group: "rg".into(),
+            location: "local".into(),
+            resource_id:
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/dev".into(),
+            tags_json: None,
             retention_days: 90,
             purge_protection: false,
+            enable_rbac: rbac,
             created: 0,
-        });
-        let policies = vec![AccessPolicyRow {
+            deleted: None,
+        })
+    }
+
+    #[test]
+    fn only_a_matching_policy_in_the_same_tenant_grants() {
+        let vault = vault(false);
+        let access = VaultAccess::Policies(vec![AccessPolicyRow {
             vault_id: "v".into(),
             object_id: "o".into(),
             secret_permissions: vec!["get".into()],
-        }];
+        }]);
         let caller = Caller {
             object_id: "o".into(),
             tenant_id: "t".into(),
             app_id: "a".into(),
         };
-        assert!(authorize(vault.clone(), &policies, &caller, Permission::Get).is_ok());
-        assert!(authorize(vault.clone(), &policies, &caller, Permission::Set).is_err());
+        assert!(
+            authorize(
+                vault.clone(),
+                &access,
+                &caller,
+                SecretAction::Get,
+                Some("x")
+            )
+            .is_ok()
+        );
+        assert!(authorize(vault.clone(), &access, &caller, SecretAction::Set, None).is_err());
         let stranger = Caller {
             object_id: "x".into(),
             ..caller.clone()
         };
-        assert!(authorize(vault.clone(), &policies, &stranger, Permission::Get).is_err());
+        assert!(authorize(vault.clone(), &access, &stranger, SecretAction::Get, None).is_err());
         let other_tenant = Caller {
             tenant_id: "t2".into(),
             ..caller
         };
-        assert!(authorize(vault, &policies, &other_tenant, Permission::Get).is_err());
+        assert!(authorize(vault, &access, &other_tenant, SecretAction::Get, None).is_err());
+    }
+
+    #[test]
+    fn roles_grant_at_vault_or_secret_scope() {
+        let vault = vault(true);
+        let caller = Caller {
+            object_id: "o".into(),
+            tenant_id: "t".into(),
+            app_id: "a".into(),
+        };
+        let at = |scope: String, role: &str| RoleAssignmentRow {
+            id: "r".into(),
+            scope: scope.to_ascii_lowercase(),
+            role_definition_id: role.into(),
+            principal_id: "o".into(),
+            created: 0,
+        };
+        let user_on_secret = VaultAccess::Roles(vec![at(
+            format!("{}/secrets/one", vault.resource_id),
+            rbac::KEY_VAULT_SECRETS_USER,
+        )]);
+        assert!(
+            authorize(
+                vault.clone(),
+                &user_on_secret,
+                &caller,
+                SecretAction::Get,
+                Some("One")
+            )
+            .is_ok()
+        );
+        assert!(
+            authorize(
+                vault.clone(),
+                &user_on_secret,
+                &caller,
+                SecretAction::Get,
+                Some("two")
+            )
+            .is_err()
+        );
+        assert!(
+            authorize(
+                vault.clone(),
+                &user_on_secret,
+                &caller,
+                SecretAction::Set,
+                Some("one")
+            )
+            .is_err()
+        );
+        let reader =
+            VaultAccess::Roles(vec![at(vault.resource_id.clone(), rbac::KEY_VAULT_READER)]);
+        assert!(authorize(vault.clone(), &reader, &caller, SecretAction::List, None).is_ok());
+        assert!(
+            authorize(
+                vault.clone(),
+                &reader,
+                &caller,
+                SecretAction::Get,
+                Some("one")
+            )
+            .is_err()
+        );
+        let owner = VaultAccess::Roles(vec![at("/subscriptions/s".into(), rbac::OWNER)]);
+        assert!(
+            authorize(vault, &owner, &caller, SecretAction::Get, Some("one")).is_err(),
+            "Owner has no data actions"
+        );
     }
 }

@@ -43,3 +43,27 @@ impl Clock for ManualClock {
         self.0.load(Ordering::SeqCst)
     }
 }
+
+/// The system clock plus an offset that only grows: `--dev-clock` servers use it so end-to-end
+/// tests can move time forward (retention, expiry) without sleeping.
+#[derive(Debug, Default)]
+pub struct OffsetClock {
+    offset_ms: AtomicI64,
+}
+
+impl OffsetClock {
+    /// Moves the clock forward; returns the new now (ms). Negative amounts are ignored.
+    pub fn advance_secs(&self, secs: i64) -> i64 {
+        if secs > 0 {
+            self.offset_ms
+                .fetch_add(secs.saturating_mul(1000), Ordering::SeqCst);
+        }
+        self.now_ms()
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms() + self.offset_ms.load(Ordering::SeqCst)
+    }
+}

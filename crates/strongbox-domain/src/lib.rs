@@ -7,9 +7,10 @@ pub mod authz;
 pub mod clock;
 pub mod error;
 pub mod names;
+pub mod rbac;
 pub mod secrets;
 pub mod vaults;
 
-pub use authz::{Caller, Grant, Permission, authorize};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use authz::{Caller, Grant, Permission, SecretAction, VaultAccess, authorize};
+pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use error::DomainError;

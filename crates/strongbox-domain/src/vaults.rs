@@ -6,8 +6,19 @@ use strongbox_store::{AccessPolicyRow, Store, StoreError, VaultRow};
 pub struct NewVault<'a> {
     pub name: &'a str,
     pub tenant_id: &'a str,
+    pub subscription_id: &'a str,
+    pub resource_group: &'a str,
+    pub location: &'a str,
     pub retention_days: i64,
     pub purge_protection: bool,
+    pub enable_rbac: bool,
+}
+
+/// The ARM id of a vault.
+pub fn vault_resource_id(subscription_id: &str, resource_group: &str, name: &str) -> String {
+    format!(
+        "/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.KeyVault/vaults/{name}"
+    )
 }
 
 pub async fn create_vault(
@@ -21,17 +32,21 @@ pub async fn create_vault(
             "softDeleteRetentionInDays must be between 7 and 90.".into(),
         ));
     }
+    let resource_group = new.resource_group.to_ascii_lowercase();
     let vault = VaultRow {
         id: uuid::Uuid::new_v4().to_string(),
-        resource_id: format!(
-            "/subscriptions/{}/resourceGroups/strongbox/providers/Microsoft.KeyVault/vaults/{name}",
-            new.tenant_id
-        ),
+        resource_id: vault_resource_id(new.subscription_id, &resource_group, &name),
         name,
         tenant_id: new.tenant_id.to_string(),
+        subscription_id: new.subscription_id.to_string(),
+        resource_group,
+        location: new.location.to_string(),
+        tags_json: None,
         retention_days: new.retention_days,
         purge_protection: new.purge_protection,
+        enable_rbac: new.enable_rbac,
         created: clock.now(),
+        deleted: None,
     };
     match store.insert_vault(vault.clone()).await {
         Ok(()) => Ok(vault),

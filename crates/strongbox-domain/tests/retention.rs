@@ -6,7 +6,9 @@ use strongbox_crypto::{Keyring, RootKey};
 use strongbox_domain::audit::{AuditWriter, Operation, RequestInfo};
 use strongbox_domain::secrets::SecretService;
 use strongbox_domain::vaults::{NewVault, create_vault};
-use strongbox_domain::{Caller, Clock, DomainError, ManualClock, Permission, authorize};
+use strongbox_domain::{
+    Caller, Clock, DomainError, ManualClock, Permission, SecretAction, VaultAccess, authorize,
+};
 use strongbox_store::{AccessPolicyRow, Store, VaultRow};
 use strongbox_types::secrets::{BackupBlob, SecretSetParameters};
 
@@ -66,8 +68,12 @@ async fn vault(
         NewVault {
             name,
             tenant_id: tenant,
+            subscription_id: "sub",
+            resource_group: "rg",
+            location: "local",
             retention_days,
             purge_protection,
+            enable_rbac: false,
         },
     )
     .await
@@ -87,14 +93,14 @@ async fn vault(
     Arc::new(v)
 }
 
-async fn grant(w: &World, v: &Arc<VaultRow>, p: Permission) -> strongbox_domain::Grant {
+async fn grant(w: &World, v: &Arc<VaultRow>, p: SecretAction) -> strongbox_domain::Grant {
     let caller = Caller {
         object_id: "admin".into(),
         tenant_id: v.tenant_id.clone(),
         app_id: "app".into(),
     };
-    let policies = w.store.list_access_policies(&v.id).await.unwrap();
-    authorize(v.clone(), &policies, &caller, p).unwrap()
+    let access = VaultAccess::Policies(w.store.list_access_policies(&v.id).await.unwrap());
+    authorize(v.clone(), &access, &caller, p, None).unwrap()
 }
 
 fn set(value: &str) -> SecretSetParameters {
@@ -107,7 +113,7 @@ async fn soft_deleted_secrets_are_purged_when_retention_ends_not_before() {
     let v = vault(&w, "short", "t1", 7, false).await;
     w.secrets
         .set(
-            &grant(&w, &v, Permission::Set).await,
+            &grant(&w, &v, SecretAction::Set).await,
             &info(Operation::SecretSet),
             "a",
             set("x"),
@@ -117,7 +123,7 @@ async fn soft_deleted_secrets_are_purged_when_retention_ends_not_before() {
     let deleted = w
         .secrets
         .delete(
-            &grant(&w, &v, Permission::Delete).await,
+            &grant(&w, &v, SecretAction::Delete).await,
             &info(Operation::SecretDelete),
             "a",
         )
@@ -133,7 +139,7 @@ async fn soft_deleted_secrets_are_purged_when_retention_ends_not_before() {
     );
     w.clock.advance_secs(7 * 86_400 - 1);
     assert_eq!(w.secrets.purge_expired().await.unwrap(), 0);
-    let g = grant(&w, &v, Permission::Get).await;
+    let g = grant(&w, &v, SecretAction::Get).await;
     assert!(
         w.secrets
             .get_deleted(&g, &info(Operation::SecretGetDeleted), "a")
@@ -151,7 +157,7 @@ async fn soft_deleted_secrets_are_purged_when_retention_ends_not_before() {
     // The name is free again.
     w.secrets
         .set(
-            &grant(&w, &v, Permission::Set).await,
+            &grant(&w, &v, SecretAction::Set).await,
             &info(Operation::SecretSet),
             "a",
             set("y"),
@@ -166,7 +172,7 @@ async fn purge_protection_refuses_manual_purge_but_retention_still_ends() {
     let v = vault(&w, "locked", "t1", 90, true).await;
     w.secrets
         .set(
-            &grant(&w, &v, Permission::Set).await,
+            &grant(&w, &v, SecretAction::Set).await,
             &info(Operation::SecretSet),
             "b",
             set("x"),
@@ -176,14 +182,14 @@ async fn purge_protection_refuses_manual_purge_but_retention_still_ends() {
     let d = w
         .secrets
         .delete(
-            &grant(&w, &v, Permission::Delete).await,
+            &grant(&w, &v, SecretAction::Delete).await,
             &info(Operation::SecretDelete),
             "b",
         )
         .await
         .unwrap();
     assert_eq!(d.secret.attributes.recovery_level, "Recoverable");
-    let purge = grant(&w, &v, Permission::Purge).await;
+    let purge = grant(&w, &v, SecretAction::Purge).await;
     let refused = w
         .secrets
         .purge(&purge, &info(Operation::SecretPurge), "b")
@@ -204,7 +210,7 @@ async fn backups_restore_only_within_their_tenant() {
     let a2 = vault(&w, "tenant-a2", "ta", 90, false).await;
     w.secrets
         .set(
-            &grant(&w, &a, Permission::Set).await,
+            &grant(&w, &a, SecretAction::Set).await,
             &info(Operation::SecretSet),
             "c",
             set("v1"),
@@ -213,7 +219,7 @@ async fn backups_restore_only_within_their_tenant() {
         .unwrap();
     w.secrets
         .set(
-            &grant(&w, &a, Permission::Set).await,
+            &grant(&w, &a, SecretAction::Set).await,
             &info(Operation::SecretSet),
             "c",
             set("v2"),
@@ -223,7 +229,7 @@ async fn backups_restore_only_within_their_tenant() {
     let blob: BackupBlob = w
         .secrets
         .backup(
-            &grant(&w, &a, Permission::Backup).await,
+            &grant(&w, &a, SecretAction::Backup).await,
             &info(Operation::SecretBackup),
             "c",
         )
@@ -235,7 +241,7 @@ async fn backups_restore_only_within_their_tenant() {
     let foreign = w
         .secrets
         .restore(
-            &grant(&w, &b, Permission::Restore).await,
+            &grant(&w, &b, SecretAction::Restore).await,
             &info(Operation::SecretRestore),
             blob,
         )
@@ -246,7 +252,7 @@ async fn backups_restore_only_within_their_tenant() {
     );
     w.secrets
         .restore(
-            &grant(&w, &a2, Permission::Restore).await,
+            &grant(&w, &a2, SecretAction::Restore).await,
             &info(Operation::SecretRestore),
             again,
         )
@@ -255,7 +261,7 @@ async fn backups_restore_only_within_their_tenant() {
     let got = w
         .secrets
         .get(
-            &grant(&w, &a2, Permission::Get).await,
+            &grant(&w, &a2, SecretAction::Get).await,
             &info(Operation::SecretGet),
             "c",
             None,
@@ -267,7 +273,7 @@ async fn backups_restore_only_within_their_tenant() {
     let versions = w
         .secrets
         .list_versions(
-            &grant(&w, &a2, Permission::List).await,
+            &grant(&w, &a2, SecretAction::List).await,
             &info(Operation::SecretListVersions),
             "c",
             &page,

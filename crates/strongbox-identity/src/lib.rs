@@ -9,4 +9,4 @@ mod tokens;
 pub use principals::{
     NewServicePrincipal, add_client_secret, create_service_principal, create_tenant,
 };
-pub use tokens::{AuthError, OAuthFailure, TokenService};
+pub use tokens::{AuthError, OAuthFailure, Plane, TokenService};

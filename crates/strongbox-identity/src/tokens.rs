@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use strongbox_crypto::Keyring;
 use strongbox_domain::{Caller, Clock, DomainError};
-use strongbox_store::{SigningKeyRow, Store, StoreError};
+use strongbox_store::{PrincipalRow, SigningKeyRow, Store, StoreError};
 use strongbox_types::token::*;
 
 /// Lifetime of issued access tokens.
@@ -52,6 +52,15 @@ fn oauth(status: u16, error: &str, description: impl Into<String>) -> OAuthFailu
     }
 }
 
+/// Which API a token is presented to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plane {
+    /// The secrets data plane of every vault.
+    Vault,
+    /// The management API (vaults, locks, role assignments…).
+    Management,
+}
+
 struct Signer {
     kid: String,
     key: EncodingKey,
@@ -66,7 +75,7 @@ pub struct TokenService {
     signer: Signer,
     verify_keys: RwLock<HashMap<String, DecodingKey>>,
     jwks: RwLock<JwkSet>,
-    cache: Mutex<HashMap<String, (Caller, i64)>>,
+    cache: Mutex<HashMap<String, (Caller, i64, String)>>,
 }
 
 fn signing_aad(kid: &str) -> Vec<u8> {
@@ -232,23 +241,29 @@ impl TokenService {
                 "AADSTS900144: The request body must contain 'scope'.",
             )
         })?;
-        let resource_ok = scope
+        let resources: Vec<&str> = scope
             .split_whitespace()
             .filter(|s| !matches!(*s, "openid" | "profile" | "offline_access"))
-            .all(|s| {
+            .map(|s| {
                 s.strip_suffix("/.default")
-                    .is_some_and(|r| r.trim_end_matches('/').eq_ignore_ascii_case(&self.audience))
-            });
-        if !resource_ok || !scope.contains("/.default") {
+                    .unwrap_or("")
+                    .trim_end_matches('/')
+            })
+            .collect();
+        let audience = match resources.as_slice() {
+            [one] => self.audience_for(one),
+            _ => None,
+        };
+        let Some(audience) = audience else {
             return Err(oauth(
                 400,
                 "invalid_scope",
                 format!(
-                    "AADSTS70011: The provided scope is not valid: use '{}/.default'.",
-                    self.audience
+                    "AADSTS70011: The provided scope is not valid: use '{}/.default' for vaults or '{}/.default' for management.",
+                    self.audience, self.authority
                 ),
             ));
-        }
+        };
         let secret = field("client_secret").ok_or_else(|| {
             oauth(
                 401,
@@ -291,8 +306,39 @@ impl TokenService {
             }
             Some(_) => {}
         }
+        self.issue(&principal, tenant_id, audience)
+    }
+
+    /// The audience a requested resource maps to: the vaults' resource, or one of the names the
+    /// management API answers to (our authority, and ARM's own, so SDK defaults work).
+    pub fn audience_for(&self, resource: &str) -> Option<String> {
+        let r = resource.trim_end_matches('/');
+        if r.eq_ignore_ascii_case(&self.audience) {
+            return Some(self.audience.clone());
+        }
+        self.management_audiences()
+            .into_iter()
+            .find(|m| m.eq_ignore_ascii_case(r))
+    }
+
+    pub fn management_audiences(&self) -> Vec<String> {
+        vec![
+            self.authority.clone(),
+            "https://management.azure.com".into(),
+            "https://management.core.windows.net".into(),
+        ]
+    }
+
+    /// Issues an access token for `principal` (already authenticated by the caller) with `aud`.
+    pub fn issue(
+        &self,
+        principal: &PrincipalRow,
+        tenant_id: &str,
+        aud: String,
+    ) -> Result<TokenResponse, OAuthFailure> {
+        let now = self.clock.now();
         let claims = AccessClaims {
-            aud: self.audience.clone(),
+            aud,
             iss: self.issuer(tenant_id),
             iat: now,
             nbf: now,
@@ -324,10 +370,18 @@ impl TokenService {
         })
     }
 
-    /// Verifies a bearer token: ES256 signature by one of our keys, audience, issuer, time window.
-    pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+    /// Verifies a bearer token for the given plane: ES256 signature by one of our keys, audience,
+    /// issuer, time window.
+    pub async fn verify(&self, token: &str, plane: Plane) -> Result<Caller, AuthError> {
         let now = self.clock.now();
-        if let Some((caller, exp)) = self.cache.lock().expect("lock").get(token).cloned() {
+        let audiences = match plane {
+            Plane::Vault => vec![self.audience.clone()],
+            Plane::Management => self.management_audiences(),
+        };
+        if let Some((caller, exp, aud)) = self.cache.lock().expect("lock").get(token).cloned() {
+            if !audiences.iter().any(|a| a.eq_ignore_ascii_case(&aud)) {
+                return Err(AuthError::Audience);
+            }
             if now < exp {
                 return Ok(caller);
             }
@@ -345,7 +399,7 @@ impl TokenService {
             }
         }
         let mut validation = Validation::new(Algorithm::ES256);
-        validation.set_audience(&[&self.audience]);
+        validation.set_audience(&audiences);
         validation.validate_exp = false; // checked below against the injected clock
         validation.validate_nbf = false;
         validation.set_required_spec_claims(&["aud", "iss", "exp"]);
@@ -378,7 +432,7 @@ impl TokenService {
         if cache.len() >= CACHE_CAPACITY {
             cache.clear();
         }
-        cache.insert(token.to_string(), (caller.clone(), claims.exp));
+        cache.insert(token.to_string(), (caller.clone(), claims.exp, claims.aud));
         Ok(caller)
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use strongbox_crypto::{Keyring, RootKey};
 use strongbox_domain::ManualClock;
 use strongbox_identity::{
-    AuthError, NewServicePrincipal, TokenService, create_service_principal, create_tenant,
+    AuthError, NewServicePrincipal, Plane, TokenService, create_service_principal, create_tenant,
 };
 use strongbox_store::Store;
 
@@ -84,16 +84,24 @@ async fn tokens_expire_by_the_clock_even_when_cached() {
         .token(&tenant.id, &form(&sp.client_id, secret.expose_secret()))
         .await
         .unwrap();
-    let caller = tokens.verify(&issued.access_token).await.unwrap();
+    let caller = tokens
+        .verify(&issued.access_token, Plane::Vault)
+        .await
+        .unwrap();
     assert_eq!(
         (caller.object_id.as_str(), caller.tenant_id.as_str()),
         (sp.object_id.as_str(), tenant.id.as_str())
     );
     w.clock.advance_secs(3599);
-    assert!(tokens.verify(&issued.access_token).await.is_ok());
+    assert!(
+        tokens
+            .verify(&issued.access_token, Plane::Vault)
+            .await
+            .is_ok()
+    );
     w.clock.advance_secs(1);
     assert_eq!(
-        tokens.verify(&issued.access_token).await,
+        tokens.verify(&issued.access_token, Plane::Vault).await,
         Err(AuthError::Expired)
     );
 
@@ -105,15 +113,37 @@ async fn tokens_expire_by_the_clock_even_when_cached() {
         .await
         .unwrap();
     assert_eq!(
-        other_aud.verify(&fresh.access_token).await,
+        other_aud.verify(&fresh.access_token, Plane::Vault).await,
         Err(AuthError::Audience)
     );
     assert!(
         service(&w, AUD)
             .await
-            .verify(&fresh.access_token)
+            .verify(&fresh.access_token, Plane::Vault)
             .await
             .is_ok()
+    );
+
+    // Tokens are for one plane: a vault token is no management token, and the other way round.
+    assert_eq!(
+        tokens.verify(&fresh.access_token, Plane::Management).await,
+        Err(AuthError::Audience)
+    );
+    let mut mgmt = form(&sp.client_id, secret.expose_secret());
+    mgmt.insert(
+        "scope".into(),
+        "https://management.azure.com//.default".into(),
+    );
+    let m = tokens.token(&tenant.id, &mgmt).await.unwrap();
+    assert!(
+        tokens
+            .verify(&m.access_token, Plane::Management)
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        tokens.verify(&m.access_token, Plane::Vault).await,
+        Err(AuthError::Audience)
     );
 
     // The client secret itself expires after its lifetime.

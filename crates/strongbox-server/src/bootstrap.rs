@@ -13,11 +13,13 @@ use strongbox_domain::{Clock, Permission};
 use strongbox_identity::{
     NewServicePrincipal, add_client_secret, create_service_principal, create_tenant,
 };
-use strongbox_store::Store;
+use strongbox_store::{RoleAssignmentRow, Store, SubscriptionRow};
 
 #[derive(Clone, Serialize, Deserialize)]
 pub struct DevCredentials {
     pub tenant_id: String,
+    pub subscription_id: String,
+    pub resource_group: String,
     pub client_id: String,
     pub client_secret: String,
     pub authority: String,
@@ -29,6 +31,7 @@ impl std::fmt::Debug for DevCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DevCredentials")
             .field("tenant_id", &self.tenant_id)
+            .field("subscription_id", &self.subscription_id)
             .field("client_id", &self.client_id)
             .field("client_secret", &"[REDACTED]")
             .field("vault_url", &self.vault_url)
@@ -37,6 +40,7 @@ impl std::fmt::Debug for DevCredentials {
 }
 
 const DEV_VAULT: &str = "dev";
+const DEV_RESOURCE_GROUP: &str = "strongbox-dev";
 const ADMIN_LIFETIME_DAYS: i64 = 365;
 
 async fn meta_string(store: &dyn Store, key: &str) -> anyhow::Result<Option<String>> {
@@ -65,6 +69,21 @@ pub async fn dev(
             t.id
         }
     };
+    let subscription_id = match meta_string(store, "dev_subscription").await? {
+        Some(s) => s,
+        None => {
+            let sub = SubscriptionRow {
+                id: uuid::Uuid::new_v4().to_string(),
+                tenant_id: tenant_id.clone(),
+                display_name: "Strongbox dev".into(),
+            };
+            store.insert_subscription(sub.clone()).await?;
+            store
+                .put_meta_if_absent("dev_subscription", sub.id.as_bytes())
+                .await?;
+            sub.id
+        }
+    };
     let vault = match store.get_vault_by_name(DEV_VAULT).await? {
         Some(v) => v,
         None => {
@@ -74,8 +93,12 @@ pub async fn dev(
                 NewVault {
                     name: DEV_VAULT,
                     tenant_id: &tenant_id,
+                    subscription_id: &subscription_id,
+                    resource_group: DEV_RESOURCE_GROUP,
+                    location: "local",
                     retention_days: 90,
                     purge_protection: false,
+                    enable_rbac: false,
                 },
             )
             .await?
@@ -111,6 +134,16 @@ pub async fn dev(
             )
             .await?;
             set_policy(store, &vault, &principal.object_id, &Permission::ALL).await?;
+            // Owner of the dev subscription: may manage vaults, locks and role assignments.
+            store
+                .insert_role_assignment(RoleAssignmentRow {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    scope: format!("/subscriptions/{subscription_id}"),
+                    role_definition_id: strongbox_domain::rbac::OWNER.into(),
+                    principal_id: principal.object_id.clone(),
+                    created: clock.now(),
+                })
+                .await?;
             store
                 .put_meta_if_absent("dev_admin_client_id", principal.client_id.as_bytes())
                 .await?;
@@ -119,6 +152,8 @@ pub async fn dev(
     };
     let credentials = DevCredentials {
         tenant_id,
+        subscription_id,
+        resource_group: DEV_RESOURCE_GROUP.into(),
         client_id,
         client_secret,
         authority: authority.to_string(),

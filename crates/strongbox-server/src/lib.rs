@@ -37,6 +37,8 @@ pub struct Config {
     pub key_file: Option<PathBuf>,
     /// How often soft-deleted secrets past their purge date are purged.
     pub purge_interval: Duration,
+    /// Let tests move the clock forward through `POST /_dev/clock` (never in production).
+    pub dev_clock: bool,
 }
 
 impl Config {
@@ -49,6 +51,7 @@ impl Config {
             passphrase: None,
             key_file: None,
             purge_interval: Duration::from_secs(60),
+            dev_clock: false,
         }
     }
 
@@ -183,7 +186,13 @@ pub async fn start(
     listener: std::net::TcpListener,
 ) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let dev_clock = config
+        .dev_clock
+        .then(|| Arc::new(strongbox_domain::OffsetClock::default()));
+    let clock: Arc<dyn Clock> = match &dev_clock {
+        Some(c) => c.clone(),
+        None => Arc::new(SystemClock),
+    };
     let (store, keyring) = open_context(&config).await?;
 
     let port_suffix = if addr.port() == 443 {
@@ -234,6 +243,8 @@ pub async fn start(
         tokens,
         audit,
         dns_suffix: config.dns_suffix.to_ascii_lowercase(),
+        clock: clock.clone(),
+        dev_clock,
     });
     let app = strongbox_api::router(state);
 

@@ -15,8 +15,14 @@ use std::time::Duration;
 use strongbox_store::chain;
 use strongbox_store::*;
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (
+        2,
+        "management",
+        include_str!("../migrations/0002_management.sql"),
+    ),
+];
 
 fn backend(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &e
@@ -106,19 +112,33 @@ fn version_row(r: &SqliteRow) -> Result<VersionRow, sqlx::Error> {
     })
 }
 
-fn secret_row(r: &SqliteRow) -> Result<SecretRow, sqlx::Error> {
+fn deletion(r: &SqliteRow) -> Result<Option<Deletion>, sqlx::Error> {
     let deleted_at: Option<i64> = r.try_get("deleted_at")?;
     let purge_at: Option<i64> = r.try_get("purge_at")?;
+    Ok(deleted_at
+        .zip(purge_at)
+        .map(|(deleted_at, purge_at)| Deletion {
+            deleted_at,
+            purge_at,
+        }))
+}
+
+fn secret_row(r: &SqliteRow) -> Result<SecretRow, sqlx::Error> {
     Ok(SecretRow {
         vault_id: r.try_get("vault_id")?,
         name: r.try_get("name")?,
         display_name: r.try_get("display_name")?,
-        deleted: deleted_at
-            .zip(purge_at)
-            .map(|(deleted_at, purge_at)| Deletion {
-                deleted_at,
-                purge_at,
-            }),
+        deleted: deletion(r)?,
+    })
+}
+
+fn role_assignment_row(r: &SqliteRow) -> Result<RoleAssignmentRow, sqlx::Error> {
+    Ok(RoleAssignmentRow {
+        id: r.try_get("id")?,
+        scope: r.try_get("scope")?,
+        role_definition_id: r.try_get("role_definition_id")?,
+        principal_id: r.try_get("principal_id")?,
+        created: r.try_get("created")?,
     })
 }
 
@@ -127,10 +147,16 @@ fn vault_row(r: &SqliteRow) -> Result<VaultRow, sqlx::Error> {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
         tenant_id: r.try_get("tenant_id")?,
+        subscription_id: r.try_get("subscription_id")?,
+        resource_group: r.try_get("resource_group")?,
+        location: r.try_get("location")?,
         resource_id: r.try_get("resource_id")?,
+        tags_json: r.try_get("tags_json")?,
         retention_days: r.try_get("retention_days")?,
         purge_protection: r.try_get("purge_protection")?,
+        enable_rbac: r.try_get("enable_rbac")?,
         created: r.try_get("created")?,
+        deleted: deletion(r)?,
     })
 }
 
@@ -543,22 +569,196 @@ impl Store for SqliteStore {
             .map_err(backend)
     }
 
+    async fn insert_subscription(&self, sub: SubscriptionRow) -> StoreResult<()> {
+        sqlx::query("INSERT INTO subscriptions (id, tenant_id, display_name) VALUES (?1, ?2, ?3)")
+            .bind(sub.id)
+            .bind(sub.tenant_id)
+            .bind(sub.display_name)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn get_subscription(&self, id: &str) -> StoreResult<Option<SubscriptionRow>> {
+        let row =
+            sqlx::query("SELECT id, tenant_id, display_name FROM subscriptions WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(backend)?;
+        row.map(|r| {
+            Ok(SubscriptionRow {
+                id: r.try_get("id")?,
+                tenant_id: r.try_get("tenant_id")?,
+                display_name: r.try_get("display_name")?,
+            })
+        })
+        .transpose()
+        .map_err(backend)
+    }
+
     async fn insert_vault(&self, v: VaultRow) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO vaults (id, name, tenant_id, resource_id, retention_days, purge_protection, created) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO vaults (id, name, tenant_id, subscription_id, resource_group, location, resource_id, tags_json, \
+             retention_days, purge_protection, enable_rbac, created, deleted_at, purge_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )
         .bind(v.id)
         .bind(v.name)
         .bind(v.tenant_id)
+        .bind(v.subscription_id)
+        .bind(v.resource_group)
+        .bind(v.location)
         .bind(v.resource_id)
+        .bind(v.tags_json)
         .bind(v.retention_days)
         .bind(v.purge_protection)
+        .bind(v.enable_rbac)
         .bind(v.created)
+        .bind(v.deleted.map(|d| d.deleted_at))
+        .bind(v.deleted.map(|d| d.purge_at))
         .execute(&self.write)
         .await
         .map_err(backend)?;
         Ok(())
+    }
+
+    async fn update_vault(&self, v: VaultRow, audit: AuditEntry) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE vaults SET tags_json = ?2, retention_days = ?3, purge_protection = ?4, enable_rbac = ?5, \
+             deleted_at = ?6, purge_at = ?7 WHERE id = ?1",
+        )
+        .bind(&v.id)
+        .bind(&v.tags_json)
+        .bind(v.retention_days)
+        .bind(v.purge_protection)
+        .bind(v.enable_rbac)
+        .bind(v.deleted.map(|d| d.deleted_at))
+        .bind(v.deleted.map(|d| d.purge_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        append_chained(&mut tx, &audit).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn purge_vault(&self, vault_id: &str, audit: AuditEntry) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let resource_id: Option<String> = sqlx::query_scalar(
+            "SELECT resource_id FROM vaults WHERE id = ?1 AND deleted_at IS NOT NULL",
+        )
+        .bind(vault_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(resource_id) = resource_id else {
+            return Err(StoreError::NotFound);
+        };
+        for sql in [
+            "DELETE FROM secret_versions WHERE vault_id = ?1",
+            "DELETE FROM secrets WHERE vault_id = ?1",
+            "DELETE FROM access_policies WHERE vault_id = ?1",
+            "DELETE FROM vaults WHERE id = ?1",
+        ] {
+            sqlx::query(sql)
+                .bind(vault_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        let scope = resource_id.to_ascii_lowercase();
+        sqlx::query("DELETE FROM role_assignments WHERE scope = ?1 OR scope LIKE ?2")
+            .bind(&scope)
+            .bind(format!("{scope}/%"))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        append_chained(&mut tx, &audit).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn delete_access_policy(&self, vault_id: &str, object_id: &str) -> StoreResult<()> {
+        let done =
+            sqlx::query("DELETE FROM access_policies WHERE vault_id = ?1 AND object_id = ?2")
+                .bind(vault_id)
+                .bind(object_id)
+                .execute(&self.write)
+                .await
+                .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn insert_role_assignment(&self, a: RoleAssignmentRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO role_assignments (id, scope, role_definition_id, principal_id, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(a.id)
+        .bind(a.scope.to_ascii_lowercase())
+        .bind(a.role_definition_id)
+        .bind(a.principal_id)
+        .bind(a.created)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn delete_role_assignment(&self, id: &str) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM role_assignments WHERE id = ?1")
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn list_role_assignments_for_principal(
+        &self,
+        principal_id: &str,
+    ) -> StoreResult<Vec<RoleAssignmentRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM role_assignments WHERE principal_id = ?1 ORDER BY created, id",
+        )
+        .bind(principal_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(role_assignment_row)
+            .collect::<Result<_, _>>()
+            .map_err(backend)
+    }
+
+    async fn list_role_assignments_under(
+        &self,
+        scope: &str,
+    ) -> StoreResult<Vec<RoleAssignmentRow>> {
+        let scope = scope.to_ascii_lowercase();
+        let rows = sqlx::query(
+            "SELECT * FROM role_assignments WHERE scope = ?1 OR scope LIKE ?2 ORDER BY created, id",
+        )
+        .bind(&scope)
+        .bind(format!("{scope}/%"))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(role_assignment_row)
+            .collect::<Result<_, _>>()
+            .map_err(backend)
     }
 
     async fn get_vault_by_name(&self, name: &str) -> StoreResult<Option<VaultRow>> {

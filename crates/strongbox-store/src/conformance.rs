@@ -10,6 +10,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     meta_and_keys(&*store).await;
     identities(&*store).await;
     let vault = vault_and_policies(&*store).await;
+    role_assignments_and_vault_purge(&*store).await;
     versions_and_listing(&*store, &vault).await;
     soft_delete_recover_purge(&*store, &vault).await;
     restore_conflicts(&*store, &vault).await;
@@ -142,14 +143,29 @@ async fn identities(store: &dyn Store) {
 }
 
 async fn vault_and_policies(store: &dyn Store) -> VaultRow {
+    let sub = SubscriptionRow {
+        id: "sub-1".into(),
+        tenant_id: "t1".into(),
+        display_name: "Sub".into(),
+    };
+    store.insert_subscription(sub.clone()).await.unwrap();
+    assert_eq!(store.get_subscription("sub-1").await.unwrap(), Some(sub));
+    assert_eq!(store.get_subscription("sub-2").await.unwrap(), None);
     let vault = VaultRow {
         id: "vault-1".into(),
         name: "dev".into(),
         tenant_id: "t1".into(),
-        resource_id: "/vaults/dev".into(),
+        subscription_id: "sub-1".into(),
+        resource_group: "rg".into(),
+        location: "local".into(),
+        resource_id:
+            "/subscriptions/sub-1/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/dev".into(),
+        tags_json: None,
         retention_days: 90,
         purge_protection: false,
+        enable_rbac: false,
         created: 1,
+        deleted: None,
     };
     store.insert_vault(vault.clone()).await.unwrap();
     let dup = VaultRow {
@@ -175,8 +191,48 @@ async fn vault_and_policies(store: &dyn Store) -> VaultRow {
     store.set_access_policy(policy.clone()).await.unwrap();
     assert_eq!(
         store.list_access_policies(&vault.id).await.unwrap(),
-        vec![policy]
+        vec![policy.clone()]
     );
+    let other = AccessPolicyRow {
+        object_id: "oid-2".into(),
+        ..policy
+    };
+    store.set_access_policy(other).await.unwrap();
+    store
+        .delete_access_policy(&vault.id, "oid-2")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.delete_access_policy(&vault.id, "oid-2").await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store.list_access_policies(&vault.id).await.unwrap().len(),
+        1
+    );
+
+    // Mutable properties round-trip, and the change is audited with it.
+    let mut changed = vault.clone();
+    changed.tags_json = Some(r#"{"env":"test"}"#.into());
+    changed.enable_rbac = true;
+    changed.purge_protection = true;
+    store
+        .update_vault(changed.clone(), audit(&vault, "VaultPatch"))
+        .await
+        .unwrap();
+    assert_eq!(store.get_vault_by_name("dev").await.unwrap(), Some(changed));
+    store
+        .update_vault(vault.clone(), audit(&vault, "VaultPatch"))
+        .await
+        .unwrap();
+    let ghost = VaultRow {
+        id: "nope".into(),
+        ..vault.clone()
+    };
+    assert!(matches!(
+        store.update_vault(ghost, audit(&vault, "VaultPatch")).await,
+        Err(StoreError::NotFound)
+    ));
     vault
 }
 
@@ -467,6 +523,121 @@ async fn audit_chain(store: &dyn Store, vault: &VaultRow) {
         "SecretGet4"
     );
     assert_eq!(store.audit_head("no-such-vault").await.unwrap(), None);
+}
+
+async fn role_assignments_and_vault_purge(store: &dyn Store) {
+    let vault = VaultRow {
+        id: "vault-gone".into(),
+        name: "gone".into(),
+        tenant_id: "t1".into(),
+        subscription_id: "sub-1".into(),
+        resource_group: "rg".into(),
+        location: "local".into(),
+        resource_id:
+            "/subscriptions/sub-1/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/Gone".into(),
+        tags_json: None,
+        retention_days: 7,
+        purge_protection: false,
+        enable_rbac: true,
+        created: 1,
+        deleted: None,
+    };
+    store.insert_vault(vault.clone()).await.unwrap();
+    let scope = vault.resource_id.clone();
+    let ra = |id: &str, scope: &str, principal: &str| RoleAssignmentRow {
+        id: id.into(),
+        scope: scope.into(),
+        role_definition_id: "role".into(),
+        principal_id: principal.into(),
+        created: 1,
+    };
+    store
+        .insert_role_assignment(ra("ra-1", &scope, "p1"))
+        .await
+        .unwrap();
+    store
+        .insert_role_assignment(ra("ra-2", &format!("{scope}/secrets/s1"), "p1"))
+        .await
+        .unwrap();
+    store
+        .insert_role_assignment(ra("ra-3", "/subscriptions/sub-1", "p2"))
+        .await
+        .unwrap();
+    // A sibling whose name starts with the same letters is not "under" the vault.
+    store
+        .insert_role_assignment(ra("ra-4", &format!("{scope}x"), "p2"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.insert_role_assignment(ra("ra-1", "/x", "p")).await,
+        Err(StoreError::Conflict)
+    ));
+    let mine = store
+        .list_role_assignments_for_principal("p1")
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 2);
+    assert_eq!(
+        mine[0].scope,
+        scope.to_ascii_lowercase(),
+        "scopes are stored lowercase"
+    );
+    let under: Vec<String> = store
+        .list_role_assignments_under(&scope.to_uppercase())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(under, ["ra-1", "ra-2"]);
+    store.delete_role_assignment("ra-2").await.unwrap();
+    assert!(matches!(
+        store.delete_role_assignment("ra-2").await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Only a soft-deleted vault can be purged; purging takes its role assignments along.
+    assert!(matches!(
+        store
+            .purge_vault(&vault.id, audit(&vault, "VaultPurge"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let deleted = VaultRow {
+        deleted: Some(Deletion {
+            deleted_at: 5,
+            purge_at: 10,
+        }),
+        ..vault.clone()
+    };
+    store
+        .update_vault(deleted.clone(), audit(&vault, "VaultDelete"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_vault_by_name("gone").await.unwrap(),
+        Some(deleted)
+    );
+    store
+        .purge_vault(&vault.id, audit(&vault, "VaultPurge"))
+        .await
+        .unwrap();
+    assert_eq!(store.get_vault_by_name("gone").await.unwrap(), None);
+    assert_eq!(
+        store
+            .list_role_assignments_for_principal("p1")
+            .await
+            .unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        store
+            .list_role_assignments_for_principal("p2")
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[cfg(test)]

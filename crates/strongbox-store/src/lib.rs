@@ -83,13 +83,39 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_client_secret(&self, secret: ClientSecretRow) -> StoreResult<()>;
     async fn list_client_secrets(&self, principal_id: &str) -> StoreResult<Vec<ClientSecretRow>>;
 
+    async fn insert_subscription(&self, subscription: SubscriptionRow) -> StoreResult<()>;
+    async fn get_subscription(&self, id: &str) -> StoreResult<Option<SubscriptionRow>>;
+
     // --- vaults and their access policies
-    /// Conflict if the name is taken.
+    /// Conflict if the name is taken (by a live or soft-deleted vault).
     async fn insert_vault(&self, vault: VaultRow) -> StoreResult<()>;
+    /// The vault of that name, live or soft-deleted.
     async fn get_vault_by_name(&self, name: &str) -> StoreResult<Option<VaultRow>>;
+    /// Every vault, live and soft-deleted, by name.
     async fn list_vaults(&self) -> StoreResult<Vec<VaultRow>>;
+    /// Replaces the mutable properties (tags, retention, purge protection, RBAC, deletion state)
+    /// and appends `audit` in the same transaction. NotFound if the id does not exist.
+    async fn update_vault(&self, vault: VaultRow, audit: AuditEntry) -> StoreResult<()>;
+    /// Removes a soft-deleted vault with its secrets, policies and role assignments (its audit
+    /// records stay). NotFound unless it is soft-deleted.
+    async fn purge_vault(&self, vault_id: &str, audit: AuditEntry) -> StoreResult<()>;
     async fn set_access_policy(&self, policy: AccessPolicyRow) -> StoreResult<()>;
+    /// NotFound if there was no such policy.
+    async fn delete_access_policy(&self, vault_id: &str, object_id: &str) -> StoreResult<()>;
     async fn list_access_policies(&self, vault_id: &str) -> StoreResult<Vec<AccessPolicyRow>>;
+
+    // --- role assignments
+    /// Conflict if the id exists.
+    async fn insert_role_assignment(&self, assignment: RoleAssignmentRow) -> StoreResult<()>;
+    /// NotFound if absent.
+    async fn delete_role_assignment(&self, id: &str) -> StoreResult<()>;
+    async fn list_role_assignments_for_principal(
+        &self,
+        principal_id: &str,
+    ) -> StoreResult<Vec<RoleAssignmentRow>>;
+    /// Assignments whose scope is `scope` or beneath it (prefix match on the lowercase id).
+    async fn list_role_assignments_under(&self, scope: &str)
+    -> StoreResult<Vec<RoleAssignmentRow>>;
 
     // --- secrets
     async fn get_secret(&self, vault_id: &str, name: &str) -> StoreResult<Option<SecretRow>>;

@@ -44,14 +44,43 @@ pub struct ClientSecretRow {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct VaultRow {
     pub id: String,
-    /// Lowercase; unique across the deployment.
+    /// Lowercase; unique across the deployment, soft-deleted vaults included.
     pub name: String,
     pub tenant_id: String,
+    pub subscription_id: String,
+    /// Lowercase resource group name.
+    pub resource_group: String,
+    pub location: String,
+    /// The ARM id: `/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{name}`.
     pub resource_id: String,
+    /// Tags as a JSON object, or None.
+    pub tags_json: Option<String>,
     pub retention_days: i64,
     pub purge_protection: bool,
+    /// Data-plane authorization by role assignments instead of access policies.
+    pub enable_rbac: bool,
+    pub created: i64,
+    /// Present while the vault is soft-deleted.
+    pub deleted: Option<Deletion>,
+}
+
+/// A role assignment: `principal_id` holds `role_definition_id` at `scope` (an ARM id,
+/// stored lowercase) and everything beneath it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoleAssignmentRow {
+    pub id: String,
+    pub scope: String,
+    pub role_definition_id: String,
+    pub principal_id: String,
     pub created: i64,
 }
 
