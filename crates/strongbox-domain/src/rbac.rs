@@ -25,6 +25,19 @@ pub const KEY_VAULT_SECRETS_OFFICER: &str = "b86a8fe4-44ce-4948-aee5-eccb2c155cd
 pub const KEY_VAULT_SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
 pub const KEY_VAULT_READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
 
+/// The control-plane reads every Key Vault data role carries along.
+const KEY_VAULT_DATA_ROLE_ACTIONS: &[&str] = &[
+    "Microsoft.Authorization/*/read",
+    "Microsoft.Insights/alertRules/*",
+    "Microsoft.Resources/deployments/*",
+    "Microsoft.Resources/subscriptions/resourceGroups/read",
+    "Microsoft.KeyVault/checkNameAvailability/read",
+    "Microsoft.KeyVault/deletedVaults/read",
+    "Microsoft.KeyVault/locations/*/read",
+    "Microsoft.KeyVault/vaults/*/read",
+    "Microsoft.KeyVault/operations/read",
+];
+
 pub const BUILTIN_ROLES: &[RoleDefinition] = &[
     RoleDefinition {
         id: OWNER,
@@ -75,17 +88,7 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
     RoleDefinition {
         id: KEY_VAULT_ADMINISTRATOR,
         name: "Key Vault Administrator",
-        actions: &[
-            "Microsoft.Authorization/*/read",
-            "Microsoft.Insights/alertRules/*",
-            "Microsoft.Resources/deployments/*",
-            "Microsoft.Resources/subscriptions/resourceGroups/read",
-            "Microsoft.KeyVault/checkNameAvailability/read",
-            "Microsoft.KeyVault/deletedVaults/read",
-            "Microsoft.KeyVault/locations/*/read",
-            "Microsoft.KeyVault/vaults/*/read",
-            "Microsoft.KeyVault/operations/read",
-        ],
+        actions: KEY_VAULT_DATA_ROLE_ACTIONS,
         not_actions: &[],
         data_actions: &["Microsoft.KeyVault/vaults/*"],
         not_data_actions: &[],
@@ -93,17 +96,7 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
     RoleDefinition {
         id: KEY_VAULT_SECRETS_OFFICER,
         name: "Key Vault Secrets Officer",
-        actions: &[
-            "Microsoft.Authorization/*/read",
-            "Microsoft.Insights/alertRules/*",
-            "Microsoft.Resources/deployments/*",
-            "Microsoft.Resources/subscriptions/resourceGroups/read",
-            "Microsoft.KeyVault/checkNameAvailability/read",
-            "Microsoft.KeyVault/deletedVaults/read",
-            "Microsoft.KeyVault/locations/*/read",
-            "Microsoft.KeyVault/vaults/*/read",
-            "Microsoft.KeyVault/operations/read",
-        ],
+        actions: KEY_VAULT_DATA_ROLE_ACTIONS,
         not_actions: &[],
         data_actions: &["Microsoft.KeyVault/vaults/secrets/*"],
         not_data_actions: &[],
@@ -122,17 +115,7 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
     RoleDefinition {
         id: KEY_VAULT_READER,
         name: "Key Vault Reader",
-        actions: &[
-            "Microsoft.Authorization/*/read",
-            "Microsoft.Insights/alertRules/*",
-            "Microsoft.Resources/deployments/*",
-            "Microsoft.Resources/subscriptions/resourceGroups/read",
-            "Microsoft.KeyVault/checkNameAvailability/read",
-            "Microsoft.KeyVault/deletedVaults/read",
-            "Microsoft.KeyVault/locations/*/read",
-            "Microsoft.KeyVault/vaults/*/read",
-            "Microsoft.KeyVault/operations/read",
-        ],
+        actions: KEY_VAULT_DATA_ROLE_ACTIONS,
         not_actions: &[],
         data_actions: &[
             "Microsoft.KeyVault/vaults/*/read",

@@ -297,6 +297,32 @@ impl SecretService {
         }
     }
 
+    /// A live secret with the given version, or its latest when `version` is None.
+    async fn live_version(
+        &self,
+        vault: &VaultRow,
+        name: &str,
+        raw: &str,
+        version: Option<&str>,
+    ) -> Result<(SecretRow, VersionRow), DomainError> {
+        let Some(v) = version else {
+            return self.live_latest(vault, name, raw).await;
+        };
+        let secret = self
+            .store
+            .get_secret(&vault.id, name)
+            .await?
+            .filter(|s| s.deleted.is_none());
+        let row = self
+            .store
+            .get_version(&vault.id, name, &v.to_ascii_lowercase())
+            .await?;
+        match (secret, row) {
+            (Some(s), Some(r)) => Ok((s, r)),
+            _ => Err(not_found(raw, Some(v))),
+        }
+    }
+
     async fn deleted_secret(
         &self,
         vault: &VaultRow,
@@ -402,24 +428,7 @@ impl SecretService {
     ) -> Result<SecretBundle, DomainError> {
         let name = names::secret_name(raw_name)?;
         let vault = grant.vault();
-        let (secret, row) = match version {
-            None => self.live_latest(vault, &name, raw_name).await?,
-            Some(v) => {
-                let secret = self
-                    .store
-                    .get_secret(&vault.id, &name)
-                    .await?
-                    .filter(|s| s.deleted.is_none());
-                let row = self
-                    .store
-                    .get_version(&vault.id, &name, &v.to_ascii_lowercase())
-                    .await?;
-                match (secret, row) {
-                    (Some(s), Some(r)) => (s, r),
-                    _ => return Err(not_found(raw_name, Some(v))),
-                }
-            }
-        };
+        let (secret, row) = self.live_version(vault, &name, raw_name, version).await?;
         if !row.enabled {
             return Err(DomainError::Forbidden {
                 message: "Operation get is not allowed on a disabled secret.".into(),
@@ -444,24 +453,7 @@ impl SecretService {
         validate_tags(&params.tags)?;
         validate_content_type(&params.content_type)?;
         let vault = grant.vault();
-        let (secret, mut row) = match version {
-            None => self.live_latest(vault, &name, raw_name).await?,
-            Some(v) => {
-                let secret = self
-                    .store
-                    .get_secret(&vault.id, &name)
-                    .await?
-                    .filter(|s| s.deleted.is_none());
-                let row = self
-                    .store
-                    .get_version(&vault.id, &name, &v.to_ascii_lowercase())
-                    .await?;
-                match (secret, row) {
-                    (Some(s), Some(r)) => (s, r),
-                    _ => return Err(not_found(raw_name, Some(v))),
-                }
-            }
-        };
+        let (secret, mut row) = self.live_version(vault, &name, raw_name, version).await?;
         if let Some(ct) = params.content_type {
             row.content_type = Some(ct);
         }
