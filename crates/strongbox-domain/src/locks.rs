@@ -188,7 +188,7 @@ impl LockTarget<'_> {
         match *self {
             LockTarget::ResourceGroup {
                 subscription_id, ..
-            } => subscription_chain(subscription_id),
+            } => crate::vault_lifecycle::subscription_audit_chain(store, subscription_id).await,
             LockTarget::Vault {
                 subscription_id,
                 name,

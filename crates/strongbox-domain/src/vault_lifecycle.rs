@@ -37,6 +37,7 @@ pub const MAX_ACCESS_POLICIES: usize = 1024;
 const MAX_TAGS: usize = 50;
 const MAX_PERMISSIONS: usize = 64;
 const MAX_NETWORK_ACLS_BYTES: usize = 32 * 1024;
+const MAX_AUDITED_ID: usize = 2048;
 
 /// What kind of refusal: the HTTP layer picks the status from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,9 +110,11 @@ impl AuditCtx {
         status: u16,
         now_ms: i64,
     ) -> AuditEntry {
+        // Resource ids come from request paths: bounded, as the data plane bounds its URIs.
+        let resource_id: String = resource_id.chars().take(MAX_AUDITED_ID).collect();
         management_entry(
             chain,
-            resource_id,
+            &resource_id,
             operation,
             self.caller.as_ref(),
             status,
@@ -268,13 +271,25 @@ pub async fn find_live(
         .ok_or_else(|| vault_not_found(&rg, &name))
 }
 
+/// The chain of requests that name a subscription that does not exist: one shared chain, so
+/// made-up ids in paths cannot multiply chains.
+pub const UNKNOWN_SUBSCRIPTION_CHAIN: &str = "subscription:unknown";
+
+/// The audit chain of a subscription-level request: the subscription's, if it exists.
+pub async fn subscription_audit_chain(store: &dyn Store, subscription_id: &str) -> String {
+    match store.get_subscription(subscription_id).await {
+        Ok(Some(_)) => subscription_chain(subscription_id),
+        _ => UNKNOWN_SUBSCRIPTION_CHAIN.into(),
+    }
+}
+
 /// The audit chain a request about this vault name joins: the vault's own if it is placed in
 /// this subscription (live or deleted), the subscription's otherwise.
 pub async fn audit_chain(store: &dyn Store, subscription_id: &str, name: &str) -> String {
     let name = name.to_ascii_lowercase();
     match store.get_vault_by_name(&name).await {
         Ok(Some(v)) if v.subscription_id == subscription_id => v.id,
-        _ => subscription_chain(subscription_id),
+        _ => subscription_audit_chain(store, subscription_id).await,
     }
 }
 

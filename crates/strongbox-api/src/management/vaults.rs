@@ -201,7 +201,7 @@ async fn list_in_group(
     };
     let scope = resource_group_id(&sub, &rg);
     let outcome = list(&app, &ctx, &sub, Some(&rg), &scope).await;
-    let chain = lifecycle::subscription_chain(&sub);
+    let chain = lifecycle::subscription_audit_chain(&*app.store, &sub).await;
     ctx.finish(&app, &chain, &scope, actions::VAULT_READ, outcome)
         .await
 }
@@ -217,7 +217,7 @@ async fn list_in_subscription(
     };
     let scope = format!("/subscriptions/{sub}");
     let outcome = list(&app, &ctx, &sub, None, &scope).await;
-    let chain = lifecycle::subscription_chain(&sub);
+    let chain = lifecycle::subscription_audit_chain(&*app.store, &sub).await;
     ctx.finish(&app, &chain, &scope, actions::VAULT_READ, outcome)
         .await
 }
@@ -248,7 +248,7 @@ async fn list_deleted(
         ))
     }
     .await;
-    let chain = lifecycle::subscription_chain(&sub);
+    let chain = lifecycle::subscription_audit_chain(&*app.store, &sub).await;
     ctx.finish(&app, &chain, &scope, actions::DELETED_VAULTS_READ, outcome)
         .await
 }

@@ -739,6 +739,12 @@ async fn lock_changes_and_refusals_are_audited_in_their_chains() {
         .await;
     assert_arm_error("delete of a locked vault", s, &b, 409, "ScopeLocked");
 
+    // Requests naming a subscription that does not exist share one chain: made-up ids in
+    // paths cannot multiply chains.
+    let ghost = "/subscriptions/ghost-0001/providers/Microsoft.KeyVault/deletedVaults";
+    let (s, _) = m.send(None, Method::GET, m.url(ghost, API), None).await;
+    assert_eq!(s, 401);
+
     for path in [&vault_locks, &group_lock] {
         let (s, _) = m.call(Method::DELETE, path, None).await;
         assert_eq!(s, 200);
@@ -809,8 +815,25 @@ async fn lock_changes_and_refusals_are_audited_in_their_chains() {
             "Microsoft.Authorization/locks/delete Success",
         ]
     );
-    // Both chains still verify.
-    for chain in [vault.id.as_str(), sub_chain.as_str()] {
+    assert_eq!(
+        store.audit_head("subscription:ghost-0001").await.unwrap(),
+        None
+    );
+    let unknown = records(
+        store
+            .read_audit("subscription:unknown", 0, 10)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(unknown.len(), 1);
+    assert_eq!(unknown[0]["resourceId"], "/subscriptions/ghost-0001");
+    assert_eq!(unknown[0]["properties"]["httpStatusCode"], 401);
+    // The chains still verify.
+    for chain in [
+        vault.id.as_str(),
+        sub_chain.as_str(),
+        "subscription:unknown",
+    ] {
         let mut v = strongbox_store::chain::Verifier::default();
         for row in store.read_audit(chain, 0, 1000).await.unwrap() {
             v.push(&row).unwrap();
