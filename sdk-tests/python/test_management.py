@@ -30,6 +30,7 @@ from azure.mgmt.keyvault.models import (
     Sku,
     VaultAccessPolicyParameters,
     VaultAccessPolicyProperties,
+    VaultCheckNameAvailabilityParameters,
     VaultCreateOrUpdateParameters,
     VaultPatchParameters,
     VaultPatchProperties,
@@ -383,6 +384,27 @@ def test_vault_names_are_unique_across_groups(sb, kv, rg):
     with pytest.raises(ResourceExistsError) as e:
         create(kv, sb, unique("rg"), name)
     assert code_of(e) == "VaultAlreadyExists"
+
+
+def test_check_name_availability_follows_the_name_through_delete_and_purge(sb, kv, rg):
+    def check(name):
+        return kv.vaults.check_name_availability(
+            VaultCheckNameAvailabilityParameters(name=name, type="Microsoft.KeyVault/vaults")
+        )
+
+    name = vault_name()
+    assert check(name).name_available is True
+    create(kv, sb, rg, name)
+    taken = check(name)
+    assert (taken.name_available, taken.reason) == (False, "AlreadyExists")
+    kv.vaults.delete(rg, name)
+    held = check(name)
+    assert (held.name_available, held.reason) == (False, "AlreadyExists")
+    assert "deleted state" in held.message
+    kv.vaults.begin_purge_deleted(name, LOCATION).result()
+    assert check(name).name_available is True
+    invalid = check("1-invalid")
+    assert (invalid.name_available, invalid.reason) == (False, "AccountNameInvalid")
 
 
 # --- locks --------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ pub mod actions {
     pub const ACCESS_POLICIES_WRITE: &str = "Microsoft.KeyVault/vaults/accessPolicies/write";
     pub const DELETED_VAULTS_READ: &str = "Microsoft.KeyVault/deletedVaults/read";
     pub const DELETED_VAULT_PURGE: &str = "Microsoft.KeyVault/locations/deletedVaults/purge/action";
+    pub const CHECK_NAME_AVAILABILITY: &str = "Microsoft.KeyVault/checkNameAvailability/read";
 }
 
 pub const VAULT_TYPE: &str = "Microsoft.KeyVault/vaults";
@@ -1241,6 +1242,41 @@ pub async fn list(
         out.push(load(store, v).await?.wire(host));
     }
     Ok((out, next))
+}
+
+/// Whether a vault could be created with this name now (names are unique across the
+/// deployment, and a soft-deleted vault keeps holding its name).
+pub async fn check_name_availability(
+    store: &dyn Store,
+    subscription_id: &str,
+    params: VaultCheckNameAvailabilityParameters,
+) -> Result<CheckNameAvailabilityResult, MgmtError> {
+    require_subscription(store, subscription_id).await?;
+    if !params.kind.eq_ignore_ascii_case(VAULT_TYPE) {
+        return Err(MgmtError::bad_request(format!(
+            "The type must be '{VAULT_TYPE}'."
+        )));
+    }
+    let unavailable = |reason: &str, message: String| CheckNameAvailabilityResult {
+        name_available: false,
+        reason: Some(reason.into()),
+        message: Some(message),
+    };
+    let name = match vault_name(&params.name) {
+        Ok(n) => n,
+        Err(e) => return Ok(unavailable("AccountNameInvalid", e.message)),
+    };
+    Ok(match store.get_vault_by_name(&name).await? {
+        Some(v) if v.deleted.is_some() => {
+            unavailable("AlreadyExists", deleted_name_held(&name).message)
+        }
+        Some(_) => unavailable("AlreadyExists", name_in_use(&name).message),
+        None => CheckNameAvailabilityResult {
+            name_available: true,
+            reason: None,
+            message: None,
+        },
+    })
 }
 
 fn rfc3339(secs: i64) -> String {

@@ -179,6 +179,26 @@ pub struct DeletedVault {
     pub properties: DeletedVaultProperties,
 }
 
+/// `POST …/providers/Microsoft.KeyVault/checkNameAvailability` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultCheckNameAvailabilityParameters {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckNameAvailabilityResult {
+    pub name_available: bool,
+    /// `AccountNameInvalid` or `AlreadyExists`, when not available.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
 /// One page of an ARM list; `nextLink` is null on the last page.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

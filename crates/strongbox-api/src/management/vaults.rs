@@ -55,6 +55,10 @@ pub fn routes() -> Router<Arc<AppState>> {
             DELETED_VAULTS,
             get(list_deleted).fallback(method_not_allowed),
         )
+        .route(
+            CHECK_NAME,
+            post(check_name_availability).fallback(method_not_allowed),
+        )
         .route(DELETED_VAULT, get(get_deleted).fallback(method_not_allowed))
         .route(
             &format!("{DELETED_VAULT}/purge"),
@@ -64,6 +68,9 @@ pub fn routes() -> Router<Arc<AppState>> {
             super::arm_context::MAX_MGMT_BODY_BYTES,
         ))
 }
+
+const CHECK_NAME: &str =
+    "/subscriptions/{subscriptionId}/providers/Microsoft.KeyVault/checkNameAvailability";
 
 type VaultPath = Result<Path<(String, String, String)>, PathRejection>;
 
@@ -296,4 +303,34 @@ async fn purge_deleted(
     .await;
     ctx.finish(&app, &chain, &id, actions::DELETED_VAULT_PURGE, outcome)
         .await
+}
+
+async fn check_name_availability(
+    State(app): State<Arc<AppState>>,
+    ctx: ArmCtx,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Path(sub) = match path {
+        Ok(p) => p,
+        Err(e) => return bad_path(e),
+    };
+    let scope = format!("/subscriptions/{sub}");
+    let outcome: Outcome = async {
+        let caller = ctx.check()?;
+        require(&app, &caller, &scope, actions::CHECK_NAME_AVAILABILITY).await?;
+        let params = json_body(body)?;
+        let result = lifecycle::check_name_availability(&*app.store, &sub, params).await?;
+        Ok(Done::json(StatusCode::OK, &result, false))
+    }
+    .await;
+    let chain = lifecycle::subscription_audit_chain(&*app.store, &sub).await;
+    ctx.finish(
+        &app,
+        &chain,
+        &scope,
+        actions::CHECK_NAME_AVAILABILITY,
+        outcome,
+    )
+    .await
 }
