@@ -113,10 +113,17 @@ impl FromRequestParts<Arc<AppState>> for ArmCtx {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("api-version"))
             .map(|(_, v)| v.clone());
+        // HTTP/2 carries the host in the URI's authority, HTTP/1.1 in the Host header.
         let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            })
             .filter(|h| {
                 h.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
