@@ -103,6 +103,29 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Role assignments (offline administration on the store).
+    Role {
+        #[command(subcommand)]
+        command: RoleCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoleCommand {
+    /// Assign a built-in role (by name or GUID) to a principal at a scope; prints the assignment.
+    Assign {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// ARM scope, e.g. /subscriptions/{id} or a resource group or vault id beneath it.
+        #[arg(long)]
+        scope: String,
+        /// Role name ("Contributor", "Key Vault Secrets User", …) or role definition GUID.
+        #[arg(long)]
+        role: String,
+        /// Object id of the principal.
+        #[arg(long)]
+        assignee: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -335,7 +358,55 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             strongbox_domain::vaults::set_policy(&*s, &v, &object_id, &perms).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Role {
+            command:
+                RoleCommand::Assign {
+                    store,
+                    scope,
+                    role,
+                    assignee,
+                },
+        } => assign_role(store, scope, role, assignee).await,
     }
+}
+
+/// Inserts a role assignment directly in the store (until the role assignment API exists).
+async fn assign_role(
+    store: StoreArgs,
+    scope: String,
+    role: String,
+    assignee: String,
+) -> anyhow::Result<ExitCode> {
+    use strongbox_domain::rbac;
+    let Some(definition) = rbac::role_by_name(&role).or_else(|| rbac::role_definition(&role))
+    else {
+        eprintln!("error: unknown role {role:?}");
+        return Ok(ExitCode::from(2));
+    };
+    let scope = scope.trim_end_matches('/');
+    if !(scope.is_empty() || scope.to_ascii_lowercase().starts_with("/subscriptions/")) {
+        eprintln!("error: the scope must be / or an ARM id under /subscriptions/");
+        return Ok(ExitCode::from(2));
+    }
+    let (s, _) = strongbox_server::open_context(&store.config()?).await?;
+    let row = strongbox_store::RoleAssignmentRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        scope: if scope.is_empty() {
+            "/".into()
+        } else {
+            scope.into()
+        },
+        role_definition_id: definition.id.into(),
+        principal_id: assignee.to_ascii_lowercase(),
+        created: strongbox_domain::Clock::now(&SystemClock),
+    };
+    s.insert_role_assignment(row.clone()).await?;
+    println!(
+        "{}",
+        serde_json::json!({"id": row.id, "scope": row.scope, "roleDefinitionId": row.role_definition_id,
+        "roleName": definition.name, "principalId": row.principal_id})
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Verifies the chain of each vault. The chain needs no keys: only the store.

@@ -6,9 +6,11 @@ pub mod audit;
 pub mod authz;
 pub mod clock;
 pub mod error;
+pub mod locks;
 pub mod names;
 pub mod rbac;
 pub mod secrets;
+pub mod vault_lifecycle;
 pub mod vaults;
 
 pub use authz::{Caller, Grant, Permission, SecretAction, VaultAccess, authorize};

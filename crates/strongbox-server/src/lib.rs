@@ -250,6 +250,7 @@ pub async fn start(
 
     let sweeper = {
         let secrets = secrets.clone();
+        let (store, clock) = (store.clone(), clock.clone());
         let every = config.purge_interval;
         tokio::spawn(async move {
             loop {
@@ -258,6 +259,11 @@ pub async fn start(
                     Ok(0) => {}
                     Ok(n) => tracing::info!(purged = n, "purged secrets past their retention"),
                     Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+                }
+                match strongbox_domain::vault_lifecycle::purge_expired(&*store, &*clock).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "purged vaults past their retention"),
+                    Err(e) => tracing::warn!(error = %e, "vault retention purge failed"),
                 }
             }
         })

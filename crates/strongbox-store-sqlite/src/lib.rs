@@ -15,12 +15,19 @@ use std::time::Duration;
 use strongbox_store::chain;
 use strongbox_store::*;
 
+mod vault_lifecycle;
+
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/0001_initial.sql")),
     (
         2,
         "management",
         include_str!("../migrations/0002_management.sql"),
+    ),
+    (
+        3,
+        "vault lifecycle",
+        include_str!("../migrations/0003_vault_lifecycle.sql"),
     ),
 ];
 

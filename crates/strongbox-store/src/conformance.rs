@@ -16,6 +16,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     restore_conflicts(&*store, &vault).await;
     concurrent_puts_lose_nothing(store.clone(), &vault).await;
     audit_chain(&*store, &vault).await;
+    crate::conformance_vault_arm::vault_arm_and_locks(&*store).await;
 }
 
 fn version(vault: &VaultRow, name: &str, version: &str) -> VersionRow {

@@ -6,9 +6,14 @@
 
 pub mod chain;
 pub mod conformance;
+mod conformance_vault_arm;
+mod locks;
 mod rows;
+mod vault_arm;
 
+pub use locks::*;
 pub use rows::*;
+pub use vault_arm::*;
 
 use async_trait::async_trait;
 
@@ -57,7 +62,7 @@ pub enum Mutation {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: LockStore + VaultArmStore + Send + Sync + 'static {
     /// Which backend this is, for logs and `/health`.
     fn backend(&self) -> &'static str;
 

@@ -2,6 +2,8 @@
 //! documents, and the one table of error codes with their HTTP statuses. serde only: no HTTP
 //! framework, no storage.
 
+pub mod arm_locks;
+pub mod arm_vaults;
 pub mod error;
 pub mod secrets;
 pub mod token;

@@ -15,8 +15,12 @@ use std::sync::Arc;
 use strongbox_domain::{Caller, DomainError, rbac};
 use strongbox_identity::Plane;
 
+mod arm_context;
+mod locks;
+mod vaults;
+
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
+    Router::new().merge(vaults::routes()).merge(locks::routes())
 }
 
 /// An error in ARM's shape: `{"error":{"code","message"}}`.

@@ -7,4 +7,5 @@ mod common;
 mod auth;
 mod durability;
 mod errors;
+mod management;
 mod postgres;
