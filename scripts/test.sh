@@ -31,7 +31,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "PostgreSQL"
 export STRONGBOX_TEST_PG_URL
-STRONGBOX_TEST_PG_URL=$(scripts/pg-start.sh "$work/pg" 55432)
+pg_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+STRONGBOX_TEST_PG_URL=$(scripts/pg-start.sh "$work/pg" "$pg_port")
 echo "PostgreSQL at $STRONGBOX_TEST_PG_URL"
 
 log "Rust tests"
