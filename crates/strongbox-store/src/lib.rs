@@ -6,8 +6,10 @@
 
 pub mod chain;
 pub mod conformance;
+mod identities;
 mod rows;
 
+pub use identities::*;
 pub use rows::*;
 
 use async_trait::async_trait;
@@ -57,7 +59,7 @@ pub enum Mutation {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: IdentityStore + Send + Sync + 'static {
     /// Which backend this is, for logs and `/health`.
     fn backend(&self) -> &'static str;
 
