@@ -79,8 +79,9 @@ impl Scope {
                 resource_group: None,
                 resource: None,
             }),
-            [subs, sub, rgs, rg] if subs.eq_ignore_ascii_case("subscriptions")
-                && rgs.eq_ignore_ascii_case("resourceGroups") =>
+            [subs, sub, rgs, rg]
+                if subs.eq_ignore_ascii_case("subscriptions")
+                    && rgs.eq_ignore_ascii_case("resourceGroups") =>
             {
                 Ok(Scope {
                     subscription_id: lower(sub),
@@ -180,7 +181,9 @@ mod tests {
         );
         assert_eq!(secret.vault(), Some(("v", Some("one"))));
         assert_eq!(
-            display_scope("/subscriptions/s/resourcegroups/rg/providers/microsoft.managedidentity/userassignedidentities/x"),
+            display_scope(
+                "/subscriptions/s/resourcegroups/rg/providers/microsoft.managedidentity/userassignedidentities/x"
+            ),
             "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x"
         );
     }

@@ -223,7 +223,10 @@ pub async fn list_user_assigned(
         .into_iter()
         .map(ManagedIdentity::from_pair)
         .filter(|m| m.is_user_assigned())
-        .filter(|m| rg.as_ref().is_none_or(|rg| &m.identity.resource_group == rg))
+        .filter(|m| {
+            rg.as_ref()
+                .is_none_or(|rg| &m.identity.resource_group == rg)
+        })
         .collect())
 }
 
