@@ -3,6 +3,9 @@
 //!
 //! Exit codes: 0 success, 1 a check failed (e.g. a broken audit chain), 2 usage error, 3 error.
 
+mod identity_cmd;
+mod role_cmd;
+
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
@@ -82,6 +85,10 @@ enum Command {
         /// Seconds between sweeps that purge soft-deleted items past their retention.
         #[arg(long, default_value_t = 60)]
         purge_interval_secs: u64,
+        /// Serve the Azure Arc managed-identity form with challenge files in this directory
+        /// (azure-identity on Linux requires /var/opt/azcmagent/tokens).
+        #[arg(long, env = "STRONGBOX_ARC_TOKEN_DIR")]
+        arc_token_dir: Option<PathBuf>,
     },
     /// Audit log tools.
     Audit {
@@ -102,6 +109,16 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// Managed identities, key credentials and managed-identity environments (offline, on the store).
+    Identity {
+        #[command(subcommand)]
+        command: identity_cmd::IdentityCommand,
+    },
+    /// Role assignments, through the server's management API over HTTPS.
+    Role {
+        #[command(subcommand)]
+        command: role_cmd::RoleCommand,
     },
 }
 
@@ -214,10 +231,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dev,
             dev_clock,
             purge_interval_secs,
+            arc_token_dir,
         } => {
             let mut config = store.config()?;
             config.dev = dev;
             config.dev_clock = dev_clock;
+            config.arc_token_dir = arc_token_dir;
             config.purge_interval = std::time::Duration::from_secs(purge_interval_secs.max(1));
             let listener =
                 std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
@@ -237,6 +256,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify { store, vault },
         } => verify(store, vault).await,
+        Command::Identity { command } => identity_cmd::run(command).await,
+        Command::Role { command } => role_cmd::run(command).await,
         Command::Vault {
             command:
                 VaultCommand::Create {

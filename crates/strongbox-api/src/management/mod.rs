@@ -15,8 +15,14 @@ use std::sync::Arc;
 use strongbox_domain::{Caller, DomainError, rbac};
 use strongbox_identity::Plane;
 
+mod arm_support;
+mod identities;
+mod role_assignments;
+
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
+        .merge(role_assignments::routes())
+        .merge(identities::routes())
 }
 
 /// An error in ARM's shape: `{"error":{"code","message"}}`.
