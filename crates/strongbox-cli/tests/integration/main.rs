@@ -8,3 +8,4 @@ mod auth;
 mod durability;
 mod errors;
 mod postgres;
+mod rbac_matrix;
