@@ -48,8 +48,9 @@ fn is_ours(name: &str) -> bool {
 
 impl ArcChallenges {
     /// Uses `dir` for challenge files, creating it (0700) if missing, and removes challenge
-    /// files a previous run left behind (their challenges died with it).
-    pub fn open(dir: &Path) -> std::io::Result<ArcChallenges> {
+    /// files a previous run left behind (their challenges died with it). Files younger than
+    /// two challenge lifetimes are left alone: another server on this host may own them.
+    pub fn open(dir: &Path, now_ms: i64) -> std::io::Result<ArcChallenges> {
         if !dir.exists() {
             std::fs::create_dir_all(dir)?;
             #[cfg(unix)]
@@ -60,7 +61,15 @@ impl ArcChallenges {
         }
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
-            if entry.file_name().to_str().is_some_and(is_ours) {
+            let modified_ms = entry
+                .metadata()?
+                .modified()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            if entry.file_name().to_str().is_some_and(is_ours)
+                && modified_ms < now_ms - 2 * CHALLENGE_TTL_MS
+            {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -149,7 +158,7 @@ mod tests {
     #[test]
     fn a_challenge_is_redeemed_once_by_its_endpoint_before_it_expires() {
         let dir = tempfile::tempdir().unwrap();
-        let arc = ArcChallenges::open(dir.path()).unwrap();
+        let arc = ArcChallenges::open(dir.path(), 1_000).unwrap();
         let path = arc.issue("ep", 1_000).unwrap();
         let name = path.file_name().unwrap().to_str().unwrap();
         assert!(is_ours(name) && path.parent() == Some(dir.path()));
@@ -181,13 +190,23 @@ mod tests {
     }
 
     #[test]
-    fn leftovers_of_a_previous_run_are_removed_but_nothing_else() {
+    fn old_leftovers_of_a_previous_run_are_removed_but_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
         let stale = dir.path().join(format!("{PREFIX}{}.key", "ab".repeat(16)));
         let foreign = dir.path().join("himds.key");
         std::fs::write(&stale, "x").unwrap();
         std::fs::write(&foreign, "y").unwrap();
-        ArcChallenges::open(dir.path()).unwrap();
+        let written_ms = std::fs::metadata(&stale)
+            .unwrap()
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        // Young files may belong to another live server on this host: kept.
+        ArcChallenges::open(dir.path(), written_ms + 1_000).unwrap();
+        assert!(stale.exists());
+        ArcChallenges::open(dir.path(), written_ms + 3 * CHALLENGE_TTL_MS).unwrap();
         assert!(!stale.exists());
         assert!(foreign.exists());
     }

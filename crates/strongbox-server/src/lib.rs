@@ -215,7 +215,7 @@ pub async fn start(
     )
     .await?;
     if let Some(dir) = &config.arc_token_dir {
-        let arc = strongbox_identity::arc::ArcChallenges::open(dir)
+        let arc = strongbox_identity::arc::ArcChallenges::open(dir, clock.now_ms())
             .with_context(|| format!("preparing the Arc token directory {}", dir.display()))?;
         token_service = token_service.with_arc_challenges(arc);
     }

@@ -7,5 +7,6 @@ mod common;
 mod auth;
 mod durability;
 mod errors;
+mod identities;
 mod postgres;
 mod rbac_matrix;
