@@ -5,6 +5,7 @@
 mod data_plane;
 mod errors;
 pub mod management;
+mod msi;
 mod token_routes;
 
 use axum::Router;
@@ -64,6 +65,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(token_routes::routes())
         .merge(management::routes())
+        .merge(msi::routes())
         .fallback(data_plane::handle)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(add_service_headers))

@@ -3,6 +3,9 @@
 //!
 //! Exit codes: 0 success, 1 a check failed (e.g. a broken audit chain), 2 usage error, 3 error.
 
+mod identity_cmd;
+mod role_cmd;
+
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
@@ -82,6 +85,10 @@ enum Command {
         /// Seconds between sweeps that purge soft-deleted items past their retention.
         #[arg(long, default_value_t = 60)]
         purge_interval_secs: u64,
+        /// Serve the Azure Arc managed-identity form with challenge files in this directory
+        /// (azure-identity on Linux requires /var/opt/azcmagent/tokens).
+        #[arg(long, env = "STRONGBOX_ARC_TOKEN_DIR")]
+        arc_token_dir: Option<PathBuf>,
     },
     /// Audit log tools.
     Audit {
@@ -103,28 +110,15 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// Role assignments (offline administration on the store).
+    /// Managed identities, key credentials and managed-identity environments (offline, on the store).
+    Identity {
+        #[command(subcommand)]
+        command: identity_cmd::IdentityCommand,
+    },
+    /// Role assignments, through the server's management API over HTTPS.
     Role {
         #[command(subcommand)]
-        command: RoleCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum RoleCommand {
-    /// Assign a built-in role (by name or GUID) to a principal at a scope; prints the assignment.
-    Assign {
-        #[command(flatten)]
-        store: StoreArgs,
-        /// ARM scope, e.g. /subscriptions/{id} or a resource group or vault id beneath it.
-        #[arg(long)]
-        scope: String,
-        /// Role name ("Contributor", "Key Vault Secrets User", …) or role definition GUID.
-        #[arg(long)]
-        role: String,
-        /// Object id of the principal.
-        #[arg(long)]
-        assignee: String,
+        command: role_cmd::RoleCommand,
     },
 }
 
@@ -237,10 +231,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dev,
             dev_clock,
             purge_interval_secs,
+            arc_token_dir,
         } => {
             let mut config = store.config()?;
             config.dev = dev;
             config.dev_clock = dev_clock;
+            config.arc_token_dir = arc_token_dir;
             config.purge_interval = std::time::Duration::from_secs(purge_interval_secs.max(1));
             let listener =
                 std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
@@ -260,6 +256,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify { store, vault },
         } => verify(store, vault).await,
+        Command::Identity { command } => identity_cmd::run(command).await,
+        Command::Role { command } => role_cmd::run(command).await,
         Command::Vault {
             command:
                 VaultCommand::Create {
@@ -358,55 +356,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             strongbox_domain::vaults::set_policy(&*s, &v, &object_id, &perms).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Role {
-            command:
-                RoleCommand::Assign {
-                    store,
-                    scope,
-                    role,
-                    assignee,
-                },
-        } => assign_role(store, scope, role, assignee).await,
     }
-}
-
-/// Inserts a role assignment directly in the store (until the role assignment API exists).
-async fn assign_role(
-    store: StoreArgs,
-    scope: String,
-    role: String,
-    assignee: String,
-) -> anyhow::Result<ExitCode> {
-    use strongbox_domain::rbac;
-    let Some(definition) = rbac::role_by_name(&role).or_else(|| rbac::role_definition(&role))
-    else {
-        eprintln!("error: unknown role {role:?}");
-        return Ok(ExitCode::from(2));
-    };
-    let scope = scope.trim_end_matches('/');
-    if !(scope.is_empty() || scope.to_ascii_lowercase().starts_with("/subscriptions/")) {
-        eprintln!("error: the scope must be / or an ARM id under /subscriptions/");
-        return Ok(ExitCode::from(2));
-    }
-    let (s, _) = strongbox_server::open_context(&store.config()?).await?;
-    let row = strongbox_store::RoleAssignmentRow {
-        id: uuid::Uuid::new_v4().to_string(),
-        scope: if scope.is_empty() {
-            "/".into()
-        } else {
-            scope.into()
-        },
-        role_definition_id: definition.id.into(),
-        principal_id: assignee.to_ascii_lowercase(),
-        created: strongbox_domain::Clock::now(&SystemClock),
-    };
-    s.insert_role_assignment(row.clone()).await?;
-    println!(
-        "{}",
-        serde_json::json!({"id": row.id, "scope": row.scope, "roleDefinitionId": row.role_definition_id,
-        "roleName": definition.name, "principalId": row.principal_id})
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Verifies the chain of each vault. The chain needs no keys: only the store.

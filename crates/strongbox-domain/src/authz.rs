@@ -90,7 +90,12 @@ impl SecretAction {
         }
     }
 
-    /// The RBAC data action that allows it.
+    /// The RBAC data action that allows it. Checked for issue 3 against Microsoft's
+    /// access-policy-to-RBAC mapping (Azure/KeyVault-AccessPolicyToRBAC-CompareTool,
+    /// AcessPolicyRBACMapping.csv) and the Microsoft.KeyVault provider operations: there is no
+    /// deleted-secrets data action, and a deleted secret never carries its value, so getting or
+    /// listing deleted secrets needs `readMetadata` (an inference: Azure documents no
+    /// per-operation action for them).
     pub fn data_action(self) -> &'static str {
         match self {
             SecretAction::Get => "Microsoft.KeyVault/vaults/secrets/getSecret/action",

@@ -2,10 +2,12 @@
 //! backups, names, authorization (a pure function returning a capability), and audit records.
 //! Talks to storage, time and keys through `Store`, `Clock` and `Keyring`; knows no HTTP.
 
+pub mod arm;
 pub mod audit;
 pub mod authz;
 pub mod clock;
 pub mod error;
+pub mod identities;
 pub mod locks;
 pub mod names;
 pub mod rbac;

@@ -10,6 +10,7 @@ use strongbox_store::RoleAssignmentRow;
 pub struct RoleDefinition {
     pub id: &'static str,
     pub name: &'static str,
+    pub description: &'static str,
     pub actions: &'static [&'static str],
     pub not_actions: &'static [&'static str],
     pub data_actions: &'static [&'static str],
@@ -25,12 +26,13 @@ pub const KEY_VAULT_SECRETS_OFFICER: &str = "b86a8fe4-44ce-4948-aee5-eccb2c155cd
 pub const KEY_VAULT_SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
 pub const KEY_VAULT_READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
 
-/// The control-plane reads every Key Vault data role carries along.
-const KEY_VAULT_DATA_ROLE_ACTIONS: &[&str] = &[
+/// The control-plane actions every Key Vault data role except Secrets User carries.
+const KEY_VAULT_MANAGEMENT_READ: &[&str] = &[
     "Microsoft.Authorization/*/read",
     "Microsoft.Insights/alertRules/*",
     "Microsoft.Resources/deployments/*",
     "Microsoft.Resources/subscriptions/resourceGroups/read",
+    "Microsoft.Support/*",
     "Microsoft.KeyVault/checkNameAvailability/read",
     "Microsoft.KeyVault/deletedVaults/read",
     "Microsoft.KeyVault/locations/*/read",
@@ -38,10 +40,16 @@ const KEY_VAULT_DATA_ROLE_ACTIONS: &[&str] = &[
     "Microsoft.KeyVault/operations/read",
 ];
 
+/// The built-in roles, as published in Microsoft's built-in-roles documentation (security.md
+/// and privileged.md of MicrosoftDocs/azure-docs; GUIDs, actions, notActions and dataActions
+/// copied from the role JSON there, descriptions from the same pages). Checked for issue 3:
+/// `Microsoft.Support/*` was missing from the Key Vault roles and Contributor's notActions were
+/// incomplete.
 pub const BUILTIN_ROLES: &[RoleDefinition] = &[
     RoleDefinition {
         id: OWNER,
         name: "Owner",
+        description: "Grants full access to manage all resources, including the ability to assign roles in Azure RBAC.",
         actions: &["*"],
         not_actions: &[],
         data_actions: &[],
@@ -50,11 +58,20 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
     RoleDefinition {
         id: CONTRIBUTOR,
         name: "Contributor",
+        description: "Grants full access to manage all resources, but does not allow you to assign roles in Azure RBAC, manage assignments in Azure Blueprints, or share image galleries.",
         actions: &["*"],
         not_actions: &[
             "Microsoft.Authorization/*/Delete",
             "Microsoft.Authorization/*/Write",
             "Microsoft.Authorization/elevateAccess/Action",
+            "Microsoft.Blueprint/blueprintAssignments/write",
+            "Microsoft.Blueprint/blueprintAssignments/delete",
+            "Microsoft.Compute/galleries/share/action",
+            "Microsoft.Purview/consents/write",
+            "Microsoft.Purview/consents/delete",
+            "Microsoft.Resources/deploymentStacks/manageDenySetting/action",
+            "Microsoft.Subscription/cancel/action",
+            "Microsoft.Subscription/enable/action",
         ],
         data_actions: &[],
         not_data_actions: &[],
@@ -62,6 +79,7 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
     RoleDefinition {
         id: READER,
         name: "Reader",
+        description: "View all resources, but does not allow you to make any changes.",
         actions: &["*/read"],
         not_actions: &[],
         data_actions: &[],
@@ -70,12 +88,14 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
     RoleDefinition {
         id: KEY_VAULT_CONTRIBUTOR,
         name: "Key Vault Contributor",
+        description: "Manage key vaults, but does not allow you to assign roles in Azure RBAC, and does not allow you to access secrets, keys, or certificates.",
         actions: &[
             "Microsoft.Authorization/*/read",
             "Microsoft.Insights/alertRules/*",
             "Microsoft.KeyVault/*",
             "Microsoft.Resources/deployments/*",
             "Microsoft.Resources/subscriptions/resourceGroups/read",
+            "Microsoft.Support/*",
         ],
         not_actions: &[
             "Microsoft.KeyVault/locations/deletedVaults/purge/action",
@@ -88,7 +108,8 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
     RoleDefinition {
         id: KEY_VAULT_ADMINISTRATOR,
         name: "Key Vault Administrator",
-        actions: KEY_VAULT_DATA_ROLE_ACTIONS,
+        description: "Perform all data plane operations on a key vault and all objects in it, including certificates, keys, and secrets. Cannot manage key vault resources or manage role assignments. Only works for key vaults that use the 'Azure role-based access control' permission model.",
+        actions: KEY_VAULT_MANAGEMENT_READ,
         not_actions: &[],
         data_actions: &["Microsoft.KeyVault/vaults/*"],
         not_data_actions: &[],
@@ -96,7 +117,8 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
     RoleDefinition {
         id: KEY_VAULT_SECRETS_OFFICER,
         name: "Key Vault Secrets Officer",
-        actions: KEY_VAULT_DATA_ROLE_ACTIONS,
+        description: "Perform any action on the secrets of a key vault, except manage permissions. Only works for key vaults that use the 'Azure role-based access control' permission model.",
+        actions: KEY_VAULT_MANAGEMENT_READ,
         not_actions: &[],
         data_actions: &["Microsoft.KeyVault/vaults/secrets/*"],
         not_data_actions: &[],
@@ -104,6 +126,7 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
     RoleDefinition {
         id: KEY_VAULT_SECRETS_USER,
         name: "Key Vault Secrets User",
+        description: "Read secret contents. Only works for key vaults that use the 'Azure role-based access control' permission model.",
         actions: &[],
         not_actions: &[],
         data_actions: &[
@@ -115,7 +138,8 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
     RoleDefinition {
         id: KEY_VAULT_READER,
         name: "Key Vault Reader",
-        actions: KEY_VAULT_DATA_ROLE_ACTIONS,
+        description: "Read metadata of key vaults and its certificates, keys, and secrets. Cannot read sensitive values such as secret contents or key material. Only works for key vaults that use the 'Azure role-based access control' permission model.",
+        actions: KEY_VAULT_MANAGEMENT_READ,
         not_actions: &[],
         data_actions: &[
             "Microsoft.KeyVault/vaults/*/read",
@@ -220,6 +244,31 @@ mod tests {
             "Microsoft.KeyVault/vaults/secrets/*",
             "Microsoft.KeyVault/vaults/keys/read"
         ));
+        // Key Vault Reader lists readMetadata separately because `vaults/*/read` does not
+        // match it.
+        assert!(!action_matches(
+            "Microsoft.KeyVault/vaults/*/read",
+            "Microsoft.KeyVault/vaults/secrets/readMetadata/action"
+        ));
+    }
+
+    #[test]
+    fn builtin_roles_are_unique_and_found_by_id_or_name() {
+        for r in BUILTIN_ROLES {
+            assert!(crate::arm::is_guid(r.id), "{}", r.name);
+            assert_eq!(role_definition(r.id).unwrap().name, r.name);
+            assert_eq!(
+                role_definition(&format!(
+                    "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/{}",
+                    r.id.to_uppercase()
+                ))
+                .unwrap()
+                .id,
+                r.id
+            );
+            assert_eq!(role_by_name(&r.name.to_lowercase()).unwrap().id, r.id);
+            assert_eq!(BUILTIN_ROLES.iter().filter(|o| o.id == r.id).count(), 1);
+        }
     }
 
     #[test]

@@ -3,8 +3,14 @@
 //! speaks, and verification of bearer tokens with a cache that keeps signature checks off the
 //! hot path.
 
+pub mod arc;
+mod assertion;
+pub mod credentials;
+pub mod managed;
 mod principals;
 mod tokens;
+
+pub use assertion::JWT_BEARER;
 
 pub use principals::{
     NewServicePrincipal, add_client_secret, create_service_principal, create_tenant,

@@ -42,7 +42,7 @@ pub struct OAuthFailure {
     pub body: OAuthError,
 }
 
-fn oauth(status: u16, error: &str, description: impl Into<String>) -> OAuthFailure {
+pub(crate) fn oauth(status: u16, error: &str, description: impl Into<String>) -> OAuthFailure {
     OAuthFailure {
         status,
         body: OAuthError {
@@ -67,9 +67,11 @@ struct Signer {
 }
 
 pub struct TokenService {
-    store: Arc<dyn Store>,
-    keyring: Arc<Keyring>,
-    clock: Arc<dyn Clock>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) keyring: Arc<Keyring>,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The Azure Arc file challenges, when that form is enabled.
+    pub(crate) arc: Option<crate::arc::ArcChallenges>,
     authority: String,
     audience: String,
     signer: Signer,
@@ -121,9 +123,16 @@ impl TokenService {
             verify_keys: RwLock::new(HashMap::new()),
             jwks: RwLock::new(JwkSet { keys: vec![] }),
             cache: Mutex::new(HashMap::new()),
+            arc: None,
         };
         service.load_public_keys(&rows)?;
         Ok(service)
+    }
+
+    /// Enables the Azure Arc managed-identity form with challenge files in `dir`.
+    pub fn with_arc_challenges(mut self, arc: crate::arc::ArcChallenges) -> Self {
+        self.arc = Some(arc);
+        self
     }
 
     fn load_public_keys(&self, rows: &[SigningKeyRow]) -> Result<(), DomainError> {
@@ -164,7 +173,10 @@ impl TokenService {
             response_types_supported: vec!["token".into()],
             subject_types_supported: vec!["pairwise".into()],
             id_token_signing_alg_values_supported: vec!["ES256".into()],
-            token_endpoint_auth_methods_supported: vec!["client_secret_post".into()],
+            token_endpoint_auth_methods_supported: vec![
+                "client_secret_post".into(),
+                "private_key_jwt".into(),
+            ],
             grant_types_supported: vec!["client_credentials".into()],
             tenant_region_scope: None,
         }
@@ -227,13 +239,6 @@ impl TokenService {
                 format!("AADSTS90002: Tenant '{tenant_id}' not found."),
             ));
         }
-        let client_id = field("client_id").ok_or_else(|| {
-            oauth(
-                400,
-                "invalid_request",
-                "AADSTS900144: The request body must contain 'client_id'.",
-            )
-        })?;
         let scope = field("scope").ok_or_else(|| {
             oauth(
                 400,
@@ -264,11 +269,80 @@ impl TokenService {
                 ),
             ));
         };
+        let now = self.clock.now();
+        let principal = match field("client_assertion_type") {
+            Some(crate::assertion::JWT_BEARER) => {
+                if field("client_secret").is_some() {
+                    return Err(oauth(
+                        400,
+                        "invalid_request",
+                        "Send either a client secret or a client assertion, not both.",
+                    ));
+                }
+                let assertion = field("client_assertion").ok_or_else(|| {
+                    oauth(
+                        400,
+                        "invalid_request",
+                        "AADSTS900144: The request body must contain 'client_assertion'.",
+                    )
+                })?;
+                crate::assertion::verify(
+                    &*self.store,
+                    now,
+                    tenant_id,
+                    &self.token_endpoint(tenant_id),
+                    field("client_id"),
+                    assertion,
+                )
+                .await?
+            }
+            Some(_) => {
+                return Err(oauth(
+                    400,
+                    "invalid_request",
+                    format!(
+                        "AADSTS50027: 'client_assertion_type' must be '{}'.",
+                        crate::assertion::JWT_BEARER
+                    ),
+                ));
+            }
+            None => self.client_secret_principal(tenant_id, form).await?,
+        };
+        self.issue(&principal, tenant_id, audience)
+    }
+
+    /// The OAuth2 token endpoint of a tenant: the audience of client assertions.
+    pub fn token_endpoint(&self, tenant_id: &str) -> String {
+        format!("{}/{tenant_id}/oauth2/v2.0/token", self.authority)
+    }
+
+    /// Client credentials with a client secret.
+    async fn client_secret_principal(
+        &self,
+        tenant_id: &str,
+        form: &HashMap<String, String>,
+    ) -> Result<PrincipalRow, OAuthFailure> {
+        let field = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let internal = |e: StoreError| {
+            tracing::error!(error = %e, "token endpoint store error");
+            oauth(
+                500,
+                "server_error",
+                "The token service encountered an internal error.",
+            )
+        };
+        let client_id = field("client_id").ok_or_else(|| {
+            oauth(
+                400,
+                "invalid_request",
+                "AADSTS900144: The request body must contain 'client_id'.",
+            )
+        })?;
         let secret = field("client_secret").ok_or_else(|| {
             oauth(
                 401,
                 "invalid_client",
-                "AADSTS7000216: 'client_secret' is required.",
+                "AADSTS7000216: 'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.",
             )
         })?;
         let principal = self
@@ -277,7 +351,7 @@ impl TokenService {
             .await
             .map_err(internal)?
             .ok_or_else(|| {
-                oauth(401, "unauthorized_client", format!("AADSTS700016: Application with identifier '{client_id}' was not found in the tenant."))
+                oauth(401, "unauthorized_client", format!("AADSTS700016: Application with identifier '{}' was not found in the tenant.", client_id.chars().take(64).collect::<String>()))
             })?;
         let presented = self.keyring.mac(CLIENT_SECRET_MAC, secret.as_bytes());
         let now = self.clock.now();
@@ -290,23 +364,18 @@ impl TokenService {
             .iter()
             .find(|c| strongbox_crypto::constant_time_eq(&c.hash, &presented));
         match matching {
-            None => {
-                return Err(oauth(
-                    401,
-                    "invalid_client",
-                    "AADSTS7000215: Invalid client secret provided.",
-                ));
-            }
-            Some(c) if c.expires <= now => {
-                return Err(oauth(
-                    401,
-                    "invalid_client",
-                    "AADSTS7000222: The provided client secret keys are expired.",
-                ));
-            }
-            Some(_) => {}
+            None => Err(oauth(
+                401,
+                "invalid_client",
+                "AADSTS7000215: Invalid client secret provided.",
+            )),
+            Some(c) if c.expires <= now => Err(oauth(
+                401,
+                "invalid_client",
+                "AADSTS7000222: The provided client secret keys are expired.",
+            )),
+            Some(_) => Ok(principal),
         }
-        self.issue(&principal, tenant_id, audience)
     }
 
     /// The audience a requested resource maps to: the vaults' resource, or one of the names the

@@ -39,6 +39,9 @@ pub struct Config {
     pub purge_interval: Duration,
     /// Let tests move the clock forward through `POST /_dev/clock` (never in production).
     pub dev_clock: bool,
+    /// Serve the Azure Arc managed-identity form, writing challenge files here (azure-identity
+    /// on Linux reads them from `/var/opt/azcmagent/tokens`). None: that form is off.
+    pub arc_token_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -52,6 +55,7 @@ impl Config {
             key_file: None,
             purge_interval: Duration::from_secs(60),
             dev_clock: false,
+            arc_token_dir: None,
         }
     }
 
@@ -202,16 +206,20 @@ pub async fn start(
     };
     let authority = format!("https://localhost{port_suffix}");
     let audience = format!("https://{}{port_suffix}", config.dns_suffix);
-    let tokens = Arc::new(
-        TokenService::open(
-            store.clone(),
-            keyring.clone(),
-            clock.clone(),
-            authority.clone(),
-            audience,
-        )
-        .await?,
-    );
+    let mut token_service = TokenService::open(
+        store.clone(),
+        keyring.clone(),
+        clock.clone(),
+        authority.clone(),
+        audience,
+    )
+    .await?;
+    if let Some(dir) = &config.arc_token_dir {
+        let arc = strongbox_identity::arc::ArcChallenges::open(dir, clock.now_ms())
+            .with_context(|| format!("preparing the Arc token directory {}", dir.display()))?;
+        token_service = token_service.with_arc_challenges(arc);
+    }
+    let tokens = Arc::new(token_service);
     let tls = tls::ensure(&config.data_dir, &config.dns_suffix)?;
     let credentials = if config.dev {
         Some(

@@ -3,6 +3,8 @@
 //! appending to an audit chain locks the chain's head row (`SELECT … FOR UPDATE`), so two nodes
 //! never hand out the same version seq or chain link.
 
+mod identities;
+
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
@@ -24,6 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "vault lifecycle",
         include_str!("../migrations/0003_vault_lifecycle.sql"),
+    ),
+    (
+        4,
+        "identities",
+        include_str!("../migrations/0004_identities.sql"),
     ),
 ];
 

@@ -3,6 +3,8 @@
 //! `BEGIN IMMEDIATE` so another process holding the file makes us wait, not fail; reads use a
 //! small pool of their own.
 
+mod identities;
+
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
@@ -28,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "vault lifecycle",
         include_str!("../migrations/0003_vault_lifecycle.sql"),
+    ),
+    (
+        4,
+        "identities",
+        include_str!("../migrations/0004_identities.sql"),
     ),
 ];
 

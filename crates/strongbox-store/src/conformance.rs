@@ -5,6 +5,8 @@ use crate::chain::Verifier;
 use crate::*;
 use std::sync::Arc;
 
+mod identities;
+
 /// Runs every check; panics with the failing check's message.
 pub async fn run_all(store: Arc<dyn Store>) {
     meta_and_keys(&*store).await;
@@ -17,6 +19,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     concurrent_puts_lose_nothing(store.clone(), &vault).await;
     audit_chain(&*store, &vault).await;
     crate::conformance_vault_arm::vault_arm_and_locks(&*store).await;
+    identities::managed_identities_and_key_credentials(&*store).await;
 }
 
 fn version(vault: &VaultRow, name: &str, version: &str) -> VersionRow {

@@ -7,10 +7,12 @@
 pub mod chain;
 pub mod conformance;
 mod conformance_vault_arm;
+mod identities;
 mod locks;
 mod rows;
 mod vault_arm;
 
+pub use identities::*;
 pub use locks::*;
 pub use rows::*;
 pub use vault_arm::*;
@@ -62,7 +64,7 @@ pub enum Mutation {
 }
 
 #[async_trait]
-pub trait Store: LockStore + VaultArmStore + Send + Sync + 'static {
+pub trait Store: LockStore + VaultArmStore + IdentityStore + Send + Sync + 'static {
     /// Which backend this is, for logs and `/health`.
     fn backend(&self) -> &'static str;
 

@@ -16,11 +16,18 @@ use strongbox_domain::{Caller, DomainError, rbac};
 use strongbox_identity::Plane;
 
 mod arm_context;
+mod arm_support;
+mod identities;
 mod locks;
+mod role_assignments;
 mod vaults;
 
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().merge(vaults::routes()).merge(locks::routes())
+    Router::new()
+        .merge(vaults::routes())
+        .merge(locks::routes())
+        .merge(role_assignments::routes())
+        .merge(identities::routes())
 }
 
 /// An error in ARM's shape: `{"error":{"code","message"}}`.

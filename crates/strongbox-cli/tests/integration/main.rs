@@ -7,5 +7,7 @@ mod common;
 mod auth;
 mod durability;
 mod errors;
+mod identities;
 mod management;
 mod postgres;
+mod rbac_matrix;
