@@ -3,6 +3,8 @@
 //! appending to an audit chain locks the chain's head row (`SELECT … FOR UPDATE`), so two nodes
 //! never hand out the same version seq or chain link.
 
+mod insights;
+
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
@@ -17,6 +19,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "management",
         include_str!("../migrations/0002_management.sql"),
+    ),
+    (
+        5,
+        "audit_insights",
+        include_str!("../migrations/0005_audit_insights.sql"),
     ),
 ];
 

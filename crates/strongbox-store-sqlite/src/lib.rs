@@ -3,6 +3,8 @@
 //! `BEGIN IMMEDIATE` so another process holding the file makes us wait, not fail; reads use a
 //! small pool of their own.
 
+mod insights;
+
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
@@ -21,6 +23,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "management",
         include_str!("../migrations/0002_management.sql"),
+    ),
+    (
+        5,
+        "audit_insights",
+        include_str!("../migrations/0005_audit_insights.sql"),
     ),
 ];
 

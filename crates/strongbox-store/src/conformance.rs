@@ -5,6 +5,8 @@ use crate::chain::Verifier;
 use crate::*;
 use std::sync::Arc;
 
+mod insights;
+
 /// Runs every check; panics with the failing check's message.
 pub async fn run_all(store: Arc<dyn Store>) {
     meta_and_keys(&*store).await;
@@ -16,6 +18,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     restore_conflicts(&*store, &vault).await;
     concurrent_puts_lose_nothing(store.clone(), &vault).await;
     audit_chain(&*store, &vault).await;
+    insights::insights_and_delivery(&*store).await;
 }
 
 fn version(vault: &VaultRow, name: &str, version: &str) -> VersionRow {

@@ -6,8 +6,10 @@
 
 pub mod chain;
 pub mod conformance;
+pub mod insights;
 mod rows;
 
+pub use insights::InsightsStore;
 pub use rows::*;
 
 use async_trait::async_trait;
@@ -57,7 +59,7 @@ pub enum Mutation {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: InsightsStore + Send + Sync + 'static {
     /// Which backend this is, for logs and `/health`.
     fn backend(&self) -> &'static str;
 
