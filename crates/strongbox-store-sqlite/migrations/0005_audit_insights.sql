@@ -20,9 +20,11 @@ CREATE TABLE diagnostic_settings (
     created INTEGER NOT NULL,
     PRIMARY KEY (vault_id, name_key));
 CREATE INDEX diagnostic_settings_account ON diagnostic_settings (storage_account);
--- durationMs lives in the record JSON; a virtual column lets SQL sort on it (NULL when absent).
+-- durationMs lives in the record JSON (a number, or a string as Azure writes it); a virtual
+-- column lets SQL sort on it (NULL when absent).
 ALTER TABLE audit_records ADD COLUMN duration_ms INTEGER
-    GENERATED ALWAYS AS (CASE WHEN json_valid(record_json) THEN json_extract(record_json, '$.durationMs') END) VIRTUAL;
+    GENERATED ALWAYS AS (CASE WHEN json_valid(record_json)
+        THEN CAST(json_extract(record_json, '$.durationMs') AS INTEGER) END) VIRTUAL;
 CREATE INDEX audit_records_operation ON audit_records (vault_id, operation, time_ms);
 CREATE INDEX audit_records_caller ON audit_records (vault_id, caller_oid, time_ms);
 CREATE INDEX audit_records_result ON audit_records (vault_id, result_type, time_ms);

@@ -5,6 +5,8 @@
 //!
 //! Each resource family lives in its own module and adds its routes in [`routes`].
 
+mod insights;
+
 use crate::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -16,7 +18,7 @@ use strongbox_domain::{Caller, DomainError, rbac};
 use strongbox_identity::Plane;
 
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
+    Router::new().merge(insights::routes())
 }
 
 /// An error in ARM's shape: `{"error":{"code","message"}}`.
