@@ -43,10 +43,18 @@ impl Group<'_> {
     }
     /// The ARM id of a vault.
     pub fn vault_id(&self, name: &str) -> String {
-        format!("{}/providers/Microsoft.KeyVault/vaults/{}", self.prefix(), seg(name))
+        format!(
+            "{}/providers/Microsoft.KeyVault/vaults/{}",
+            self.prefix(),
+            seg(name)
+        )
     }
     pub fn storage_id(&self, name: &str) -> String {
-        format!("{}/providers/Microsoft.Storage/storageAccounts/{}", self.prefix(), seg(name))
+        format!(
+            "{}/providers/Microsoft.Storage/storageAccounts/{}",
+            self.prefix(),
+            seg(name)
+        )
     }
 }
 
@@ -95,7 +103,10 @@ pub fn vault_list(base: &str, subscription: &str, resource_group: Option<&str>) 
             seg(subscription),
             seg(rg)
         ),
-        None => format!("/subscriptions/{}/providers/Microsoft.KeyVault/vaults", seg(subscription)),
+        None => format!(
+            "/subscriptions/{}/providers/Microsoft.KeyVault/vaults",
+            seg(subscription)
+        ),
     };
     call(Method::GET, base, &path, VAULTS_API)
 }
@@ -142,7 +153,10 @@ pub fn vault_list_deleted(base: &str, subscription: &str) -> Call {
     call(
         Method::GET,
         base,
-        &format!("/subscriptions/{}/providers/Microsoft.KeyVault/deletedVaults", seg(subscription)),
+        &format!(
+            "/subscriptions/{}/providers/Microsoft.KeyVault/deletedVaults",
+            seg(subscription)
+        ),
         VAULTS_API,
     )
 }
@@ -157,7 +171,12 @@ fn deleted_vault_path(subscription: &str, location: &str, name: &str) -> String 
 }
 
 pub fn vault_get_deleted(base: &str, subscription: &str, location: &str, name: &str) -> Call {
-    call(Method::GET, base, &deleted_vault_path(subscription, location, name), VAULTS_API)
+    call(
+        Method::GET,
+        base,
+        &deleted_vault_path(subscription, location, name),
+        VAULTS_API,
+    )
 }
 
 pub fn vault_purge(base: &str, subscription: &str, location: &str, name: &str) -> Call {
@@ -215,7 +234,9 @@ impl LockScope<'_> {
     /// carry an empty parent-resource segment (`Microsoft.KeyVault//vaults`).
     fn path(&self) -> String {
         match self {
-            LockScope::Group(g) => format!("{}/providers/Microsoft.Authorization/locks", g.prefix()),
+            LockScope::Group(g) => {
+                format!("{}/providers/Microsoft.Authorization/locks", g.prefix())
+            }
             LockScope::Vault(g, v) => format!(
                 "/subscriptions/{}/resourcegroups/{}/providers/Microsoft.KeyVault//vaults/{}/providers/Microsoft.Authorization/locks",
                 seg(g.subscription),
@@ -226,7 +247,13 @@ impl LockScope<'_> {
     }
 }
 
-pub fn lock_create(base: &str, scope: &LockScope, name: &str, level: &str, notes: Option<&str>) -> Call {
+pub fn lock_create(
+    base: &str,
+    scope: &LockScope,
+    name: &str,
+    level: &str,
+    notes: Option<&str>,
+) -> Call {
     let mut properties = json!({"level": level});
     if let Some(n) = notes {
         properties["notes"] = json!(n);
@@ -240,7 +267,12 @@ pub fn lock_list(base: &str, scope: &LockScope) -> Call {
 }
 
 pub fn lock_delete(base: &str, scope: &LockScope, name: &str) -> Call {
-    call(Method::DELETE, base, &format!("{}/{}", scope.path(), seg(name)), LOCKS_API)
+    call(
+        Method::DELETE,
+        base,
+        &format!("{}/{}", scope.path(), seg(name)),
+        LOCKS_API,
+    )
 }
 
 // ---------------------------------------------------------------- role assignments
@@ -250,11 +282,23 @@ pub const ROLES: &[(&str, &str)] = &[
     ("Owner", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"),
     ("Contributor", "b24988ac-6180-42a0-ab88-20f7382dd24c"),
     ("Reader", "acdd72a7-3385-48ef-bd42-f606fba81ae7"),
-    ("Key Vault Administrator", "00482a5a-887f-4fb3-b363-3b7fe8e74483"),
-    ("Key Vault Contributor", "f25e0fa2-a7c8-4377-a976-54943a77a395"),
+    (
+        "Key Vault Administrator",
+        "00482a5a-887f-4fb3-b363-3b7fe8e74483",
+    ),
+    (
+        "Key Vault Contributor",
+        "f25e0fa2-a7c8-4377-a976-54943a77a395",
+    ),
     ("Key Vault Reader", "21090545-7ca7-4776-b22c-e363652d74d2"),
-    ("Key Vault Secrets Officer", "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"),
-    ("Key Vault Secrets User", "4633458b-17de-408a-b874-0445c86b69e6"),
+    (
+        "Key Vault Secrets Officer",
+        "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+    ),
+    (
+        "Key Vault Secrets User",
+        "4633458b-17de-408a-b874-0445c86b69e6",
+    ),
 ];
 
 fn is_guid(s: &str) -> bool {
@@ -286,7 +330,10 @@ pub fn role_guid(role: &str) -> Option<String> {
 
 pub fn role_name(definition_id: &str) -> Option<&'static str> {
     let guid = definition_id.rsplit('/').next().unwrap_or(definition_id);
-    ROLES.iter().find(|(_, g)| g.eq_ignore_ascii_case(guid)).map(|(n, _)| *n)
+    ROLES
+        .iter()
+        .find(|(_, g)| g.eq_ignore_ascii_case(guid))
+        .map(|(n, _)| *n)
 }
 
 fn scope_path(scope: &str) -> String {
@@ -386,7 +433,10 @@ pub fn storage_list(base: &str, subscription: &str, resource_group: Option<&str>
             seg(subscription),
             seg(rg)
         ),
-        None => format!("/subscriptions/{}/providers/Microsoft.Storage/storageAccounts", seg(subscription)),
+        None => format!(
+            "/subscriptions/{}/providers/Microsoft.Storage/storageAccounts",
+            seg(subscription)
+        ),
     };
     call(Method::GET, base, &path, STORAGE_API)
 }
@@ -433,7 +483,12 @@ pub fn diagnostic_get(base: &str, vault_id: &str, name: &str) -> Call {
 }
 
 pub fn diagnostic_list(base: &str, vault_id: &str) -> Call {
-    call(Method::GET, base, &diagnostics_path(vault_id), DIAGNOSTICS_API)
+    call(
+        Method::GET,
+        base,
+        &diagnostics_path(vault_id),
+        DIAGNOSTICS_API,
+    )
 }
 
 pub fn diagnostic_delete(base: &str, vault_id: &str, name: &str) -> Call {
@@ -535,9 +590,20 @@ mod tests {
             path(&vault_list(B, "sub", None)),
             "/subscriptions/sub/providers/Microsoft.KeyVault/vaults?api-version=2026-05-15"
         );
-        let u = vault_update(B, &G, "v1", &VaultPatch { enable_rbac: Some(true), ..Default::default() });
+        let u = vault_update(
+            B,
+            &G,
+            "v1",
+            &VaultPatch {
+                enable_rbac: Some(true),
+                ..Default::default()
+            },
+        );
         assert_eq!(u.method, Method::PATCH);
-        assert_eq!(u.body.unwrap(), json!({"properties": {"enableRbacAuthorization": true}}));
+        assert_eq!(
+            u.body.unwrap(),
+            json!({"properties": {"enableRbacAuthorization": true}})
+        );
         let r = vault_recover(B, &G, "v1", "local", "t");
         assert_eq!(r.body.unwrap()["properties"]["createMode"], "recover");
         assert_eq!(
@@ -549,7 +615,15 @@ mod tests {
             path(&vault_list_deleted(B, "sub")),
             "/subscriptions/sub/providers/Microsoft.KeyVault/deletedVaults?api-version=2026-05-15"
         );
-        let p = access_policy(B, &G, "v1", PolicyKind::Replace, "t", "o", &["get".into(), "list".into()]);
+        let p = access_policy(
+            B,
+            &G,
+            "v1",
+            PolicyKind::Replace,
+            "t",
+            "o",
+            &["get".into(), "list".into()],
+        );
         assert_eq!(
             path(&p),
             "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v1/accessPolicies/replace?api-version=2026-05-15"
@@ -563,23 +637,43 @@ mod tests {
 
     #[test]
     fn lock_requests_match_the_locks_sdk_wire_format() {
-        let c = lock_create(B, &LockScope::Vault(G, "v1"), "nodelete", "CanNotDelete", Some("n"));
+        let c = lock_create(
+            B,
+            &LockScope::Vault(G, "v1"),
+            "nodelete",
+            "CanNotDelete",
+            Some("n"),
+        );
         assert_eq!(
             path(&c),
             "/subscriptions/sub/resourcegroups/rg/providers/Microsoft.KeyVault//vaults/v1/providers/Microsoft.Authorization/locks/nodelete?api-version=2020-05-01"
         );
-        assert_eq!(c.body.unwrap(), json!({"properties": {"level": "CanNotDelete", "notes": "n"}}));
+        assert_eq!(
+            c.body.unwrap(),
+            json!({"properties": {"level": "CanNotDelete", "notes": "n"}})
+        );
         assert_eq!(
             path(&lock_list(B, &LockScope::Group(G))),
             "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Authorization/locks?api-version=2020-05-01"
         );
-        assert_eq!(lock_delete(B, &LockScope::Group(G), "l").method, Method::DELETE);
+        assert_eq!(
+            lock_delete(B, &LockScope::Group(G), "l").method,
+            Method::DELETE
+        );
     }
 
     #[test]
     fn role_requests_match_azure_mgmt_authorization() {
         let scope = G.vault_id("v1");
-        let c = role_assign(B, &scope, "1111", "sub", "4633458b-17de-408a-b874-0445c86b69e6", "oid", Some("ServicePrincipal"));
+        let c = role_assign(
+            B,
+            &scope,
+            "1111",
+            "sub",
+            "4633458b-17de-408a-b874-0445c86b69e6",
+            "oid",
+            Some("ServicePrincipal"),
+        );
         assert_eq!(
             path(&c),
             "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v1/providers/Microsoft.Authorization/roleAssignments/1111?api-version=2022-04-01"
@@ -593,13 +687,28 @@ mod tests {
             path(&role_list(B, "/subscriptions/sub", None)),
             "/subscriptions/sub/providers/Microsoft.Authorization/roleAssignments?%24filter=atScope%28%29&api-version=2022-04-01"
         );
-        assert!(path(&role_list(B, "/subscriptions/sub", Some("o'1"))).contains("principalId+eq+%27o1%27"));
-        assert_eq!(role_guid("key vault secrets user").unwrap(), "4633458b-17de-408a-b874-0445c86b69e6");
-        assert_eq!(role_guid("/x/roleDefinitions/ACDD72A7-3385-48EF-BD42-F606FBA81AE7").unwrap(), "acdd72a7-3385-48ef-bd42-f606fba81ae7");
+        assert!(
+            path(&role_list(B, "/subscriptions/sub", Some("o'1")))
+                .contains("principalId+eq+%27o1%27")
+        );
+        assert_eq!(
+            role_guid("key vault secrets user").unwrap(),
+            "4633458b-17de-408a-b874-0445c86b69e6"
+        );
+        assert_eq!(
+            role_guid("/x/roleDefinitions/ACDD72A7-3385-48EF-BD42-F606FBA81AE7").unwrap(),
+            "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+        );
         assert_eq!(role_guid("Nonsense"), None);
-        assert_eq!(role_name("/p/8e3af657-a8ff-443c-a75c-2fe8c4bcb635"), Some("Owner"));
+        assert_eq!(
+            role_name("/p/8e3af657-a8ff-443c-a75c-2fe8c4bcb635"),
+            Some("Owner")
+        );
         let id = role_assignment_id("/subscriptions/sub", "1111");
-        assert_eq!(path(&role_delete(B, &id)), "/subscriptions/sub/providers/Microsoft.Authorization/roleAssignments/1111?api-version=2022-04-01");
+        assert_eq!(
+            path(&role_delete(B, &id)),
+            "/subscriptions/sub/providers/Microsoft.Authorization/roleAssignments/1111?api-version=2022-04-01"
+        );
     }
 
     #[test]
@@ -615,9 +724,27 @@ mod tests {
             json!({"properties": {"storageAccountId": "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/logs",
                 "logs": [{"categoryGroup": "audit", "enabled": true}], "metrics": []}})
         );
-        let s = storage_create(B, &G, "logs", &StorageOptions { location: "local".into(), max_file_bytes: Some(4096), ..Default::default() });
+        let s = storage_create(
+            B,
+            &G,
+            "logs",
+            &StorageOptions {
+                location: "local".into(),
+                max_file_bytes: Some(4096),
+                ..Default::default()
+            },
+        );
         assert_eq!(s.body.unwrap()["properties"], json!({"maxFileBytes": 4096}));
-        let q = audit_query(B, &vault, &AuditQuery { operation: Some("SecretGet".into()), result: Some("Failure".into()), ..Default::default() }, Some(50));
+        let q = audit_query(
+            B,
+            &vault,
+            &AuditQuery {
+                operation: Some("SecretGet".into()),
+                result: Some("Failure".into()),
+                ..Default::default()
+            },
+            Some(50),
+        );
         assert_eq!(
             path(&q),
             "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v1/providers/Microsoft.Insights/auditEvents?operation=SecretGet&result=Failure&%24top=50&api-version=2024-01-01"

@@ -160,8 +160,14 @@ mod tests {
     #[test]
     fn vault_urls_and_audience_follow_the_dev_vault_url() {
         let c = creds();
-        assert_eq!(c.vault_url("Prod").unwrap(), "https://prod.vault.localhost:8443");
-        assert_eq!(c.vault_url("https://x.example/").unwrap(), "https://x.example");
+        assert_eq!(
+            c.vault_url("Prod").unwrap(),
+            "https://prod.vault.localhost:8443"
+        );
+        assert_eq!(
+            c.vault_url("https://x.example/").unwrap(),
+            "https://x.example"
+        );
         assert_eq!(c.vault_audience().unwrap(), "https://vault.localhost:8443");
         assert_eq!(c.client_secret.expose_secret(), "hush");
         let debug = format!("{c:?}");
@@ -178,7 +184,10 @@ mod tests {
         )
         .unwrap();
         let c = Credentials::from_file(&path).unwrap();
-        assert_eq!(c.ca_cert.unwrap(), dir.path().join("tls/ca.pem").display().to_string());
+        assert_eq!(
+            c.ca_cert.unwrap(),
+            dir.path().join("tls/ca.pem").display().to_string()
+        );
         std::fs::write(&path, r#"{"tenant_id":"t","client_secret":"TOPSECRET"}"#).unwrap();
         let e = Credentials::from_file(&path).unwrap_err().to_string();
         assert!(!e.contains("TOPSECRET"), "{e}");

@@ -119,14 +119,12 @@ impl reqwest::dns::Resolve for LocalhostResolver {
         let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
         Box::pin(async move {
             if host == "localhost" || host.ends_with(".localhost") {
-                let addrs: reqwest::dns::Addrs = Box::new(
-                    vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)].into_iter(),
-                );
+                let addrs: reqwest::dns::Addrs =
+                    Box::new(vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)].into_iter());
                 return Ok(addrs);
             }
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let addrs: reqwest::dns::Addrs = Box::new(found.into_iter());
             Ok(addrs)
         })
@@ -222,13 +220,15 @@ impl Client {
             .await
             .map_err(transport)?;
         let status = resp.status().as_u16();
-        let body: Value = resp
-            .json()
-            .await
-            .map_err(|_| Error::Decode(format!("the token endpoint answered {status} without JSON")))?;
+        let body: Value = resp.json().await.map_err(|_| {
+            Error::Decode(format!("the token endpoint answered {status} without JSON"))
+        })?;
         let Some(token) = body["access_token"].as_str() else {
             return Err(Error::Auth {
-                code: body["error"].as_str().unwrap_or("TokenRequestFailed").to_string(),
+                code: body["error"]
+                    .as_str()
+                    .unwrap_or("TokenRequestFailed")
+                    .to_string(),
                 message: body["error_description"]
                     .as_str()
                     .unwrap_or("the token endpoint refused the credentials")
@@ -266,7 +266,10 @@ impl Client {
             None
         } else {
             Some(serde_json::from_slice(&bytes).map_err(|_| {
-                Error::Decode(format!("{} {} answered {status} with a body that is not JSON", call.method, call.url))
+                Error::Decode(format!(
+                    "{} {} answered {status} with a body that is not JSON",
+                    call.method, call.url
+                ))
             })?)
         };
         if status >= 400 {
@@ -300,7 +303,9 @@ impl Client {
                 break;
             }
             match page["nextLink"].as_str() {
-                Some(next) if !next.is_empty() => call = Call::new(Method::GET, next.to_string(), call.plane),
+                Some(next) if !next.is_empty() => {
+                    call = Call::new(Method::GET, next.to_string(), call.plane)
+                }
                 _ => break,
             }
         }
@@ -311,10 +316,9 @@ impl Client {
 /// The error of a refused request, from any of the shapes the APIs use.
 pub fn http_error(status: u16, body: Option<&Value>) -> Error {
     let (code, message) = match body {
-        Some(b) if b["error"].is_object() => (
-            b["error"]["code"].as_str(),
-            b["error"]["message"].as_str(),
-        ),
+        Some(b) if b["error"].is_object() => {
+            (b["error"]["code"].as_str(), b["error"]["message"].as_str())
+        }
         Some(b) if b["code"].is_string() => (b["code"].as_str(), b["message"].as_str()),
         Some(b) => (b["error"].as_str(), b["error_description"].as_str()),
         None => (None, None),
@@ -336,11 +340,20 @@ mod tests {
 
     #[test]
     fn errors_come_from_every_shape() {
-        let e = http_error(404, Some(&json!({"error": {"code": "SecretNotFound", "message": "gone"}})));
-        assert_eq!((e.status(), e.code(), e.to_string().as_str()), (Some(404), "SecretNotFound", "SecretNotFound: gone"));
+        let e = http_error(
+            404,
+            Some(&json!({"error": {"code": "SecretNotFound", "message": "gone"}})),
+        );
+        assert_eq!(
+            (e.status(), e.code(), e.to_string().as_str()),
+            (Some(404), "SecretNotFound", "SecretNotFound: gone")
+        );
         let e = http_error(400, Some(&json!({"code": "BadRequest", "message": "flat"})));
         assert_eq!(e.code(), "BadRequest");
-        let e = http_error(400, Some(&json!({"error": "invalid_client", "error_description": "no"})));
+        let e = http_error(
+            400,
+            Some(&json!({"error": "invalid_client", "error_description": "no"})),
+        );
         assert_eq!(e.code(), "invalid_client");
         let e = http_error(502, None);
         assert_eq!(e.code(), "HTTP502");

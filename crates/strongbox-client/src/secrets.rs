@@ -56,21 +56,30 @@ pub struct Secret {
 impl Secret {
     /// The secret's name, from its id (`…/secrets/{name}[/{version}]`).
     pub fn name(&self) -> &str {
-        let path = self.id.split_once("://").map_or(self.id.as_str(), |(_, r)| r);
+        let path = self
+            .id
+            .split_once("://")
+            .map_or(self.id.as_str(), |(_, r)| r);
         let mut parts = path.split('/').skip(1);
         let _collection = parts.next();
         parts.next().unwrap_or_default()
     }
     /// The version, from its id (empty for list items without one).
     pub fn version(&self) -> &str {
-        let path = self.id.split_once("://").map_or(self.id.as_str(), |(_, r)| r);
+        let path = self
+            .id
+            .split_once("://")
+            .map_or(self.id.as_str(), |(_, r)| r);
         path.split('/').nth(3).unwrap_or_default()
     }
 }
 
 fn url(vault: &str, path: &str) -> String {
     let sep = if path.contains('?') { '&' } else { '?' };
-    format!("{}{path}{sep}api-version={API_VERSION}", vault.trim_end_matches('/'))
+    format!(
+        "{}{path}{sep}api-version={API_VERSION}",
+        vault.trim_end_matches('/')
+    )
 }
 
 /// What `set` sends besides the value.
@@ -106,7 +115,12 @@ pub fn set(vault: &str, name: &str, value: &str, o: &SetOptions) -> Call {
     if let Some(a) = attributes(o.enabled, o.nbf, o.exp) {
         body["attributes"] = a;
     }
-    Call::new(Method::PUT, url(vault, &format!("/secrets/{}", seg(name))), Plane::Vault).body(body)
+    Call::new(
+        Method::PUT,
+        url(vault, &format!("/secrets/{}", seg(name))),
+        Plane::Vault,
+    )
+    .body(body)
 }
 
 pub fn get(vault: &str, name: &str, version: Option<&str>) -> Call {
@@ -118,13 +132,20 @@ pub fn get(vault: &str, name: &str, version: Option<&str>) -> Call {
 }
 
 pub fn list(vault: &str) -> Call {
-    Call::new(Method::GET, url(vault, &format!("/secrets?maxresults={PAGE}")), Plane::Vault)
+    Call::new(
+        Method::GET,
+        url(vault, &format!("/secrets?maxresults={PAGE}")),
+        Plane::Vault,
+    )
 }
 
 pub fn list_versions(vault: &str, name: &str) -> Call {
     Call::new(
         Method::GET,
-        url(vault, &format!("/secrets/{}/versions?maxresults={PAGE}", seg(name))),
+        url(
+            vault,
+            &format!("/secrets/{}/versions?maxresults={PAGE}", seg(name)),
+        ),
         Plane::Vault,
     )
 }
@@ -150,16 +171,28 @@ pub fn update(vault: &str, name: &str, version: Option<&str>, o: &UpdateOptions)
     if let Some(a) = attributes(o.enabled, o.nbf, o.exp) {
         body["attributes"] = a;
     }
-    let path = format!("/secrets/{}/{}", seg(name), version.map(seg).unwrap_or_default());
+    let path = format!(
+        "/secrets/{}/{}",
+        seg(name),
+        version.map(seg).unwrap_or_default()
+    );
     Call::new(Method::PATCH, url(vault, &path), Plane::Vault).body(body)
 }
 
 pub fn delete(vault: &str, name: &str) -> Call {
-    Call::new(Method::DELETE, url(vault, &format!("/secrets/{}", seg(name))), Plane::Vault)
+    Call::new(
+        Method::DELETE,
+        url(vault, &format!("/secrets/{}", seg(name))),
+        Plane::Vault,
+    )
 }
 
 pub fn get_deleted(vault: &str, name: &str) -> Call {
-    Call::new(Method::GET, url(vault, &format!("/deletedsecrets/{}", seg(name))), Plane::Vault)
+    Call::new(
+        Method::GET,
+        url(vault, &format!("/deletedsecrets/{}", seg(name))),
+        Plane::Vault,
+    )
 }
 
 pub fn list_deleted(vault: &str) -> Call {
@@ -179,15 +212,24 @@ pub fn recover(vault: &str, name: &str) -> Call {
 }
 
 pub fn purge(vault: &str, name: &str) -> Call {
-    Call::new(Method::DELETE, url(vault, &format!("/deletedsecrets/{}", seg(name))), Plane::Vault)
+    Call::new(
+        Method::DELETE,
+        url(vault, &format!("/deletedsecrets/{}", seg(name))),
+        Plane::Vault,
+    )
 }
 
 pub fn backup(vault: &str, name: &str) -> Call {
-    Call::new(Method::POST, url(vault, &format!("/secrets/{}/backup", seg(name))), Plane::Vault)
+    Call::new(
+        Method::POST,
+        url(vault, &format!("/secrets/{}/backup", seg(name))),
+        Plane::Vault,
+    )
 }
 
 pub fn restore(vault: &str, blob: &str) -> Call {
-    Call::new(Method::POST, url(vault, "/secrets/restore"), Plane::Vault).body(json!({"value": blob}))
+    Call::new(Method::POST, url(vault, "/secrets/restore"), Plane::Vault)
+        .body(json!({"value": blob}))
 }
 
 #[cfg(test)]
@@ -217,19 +259,45 @@ mod tests {
             json!({"value": "s3cret", "contentType": "text/plain", "tags": {"env": "prod"},
                    "attributes": {"enabled": false, "exp": 99}})
         );
-        assert_eq!(get(V, "a", Some("v1")).url, format!("{V}/secrets/a/v1?api-version=7.6"));
-        assert_eq!(list(V).url, format!("{V}/secrets?maxresults=25&api-version=7.6"));
+        assert_eq!(
+            get(V, "a", Some("v1")).url,
+            format!("{V}/secrets/a/v1?api-version=7.6")
+        );
+        assert_eq!(
+            list(V).url,
+            format!("{V}/secrets?maxresults=25&api-version=7.6")
+        );
         assert_eq!(
             list_versions(V, "a").url,
             format!("{V}/secrets/a/versions?maxresults=25&api-version=7.6")
         );
-        let u = update(V, "a", None, &UpdateOptions { enabled: Some(true), ..Default::default() });
-        assert_eq!((u.method, u.url.as_str()), (Method::PATCH, &*format!("{V}/secrets/a/?api-version=7.6")));
+        let u = update(
+            V,
+            "a",
+            None,
+            &UpdateOptions {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            (u.method, u.url.as_str()),
+            (Method::PATCH, &*format!("{V}/secrets/a/?api-version=7.6"))
+        );
         assert_eq!(u.body.unwrap(), json!({"attributes": {"enabled": true}}));
         assert_eq!(delete(V, "a").method, Method::DELETE);
-        assert_eq!(purge(V, "a").url, format!("{V}/deletedsecrets/a?api-version=7.6"));
-        assert_eq!(recover(V, "a").url, format!("{V}/deletedsecrets/a/recover?api-version=7.6"));
-        assert_eq!(backup(V, "a").url, format!("{V}/secrets/a/backup?api-version=7.6"));
+        assert_eq!(
+            purge(V, "a").url,
+            format!("{V}/deletedsecrets/a?api-version=7.6")
+        );
+        assert_eq!(
+            recover(V, "a").url,
+            format!("{V}/deletedsecrets/a/recover?api-version=7.6")
+        );
+        assert_eq!(
+            backup(V, "a").url,
+            format!("{V}/secrets/a/backup?api-version=7.6")
+        );
         assert_eq!(restore(V, "blob").body.unwrap(), json!({"value": "blob"}));
         assert!(list(V).plane == Plane::Vault);
     }

@@ -42,7 +42,11 @@ impl std::fmt::Debug for PassphraseKey {
 const NONCE_LEN: usize = 24;
 
 impl PassphraseKey {
-    pub fn derive(passphrase: &[u8], salt: &[u8], p: KdfParams) -> Result<PassphraseKey, CryptoError> {
+    pub fn derive(
+        passphrase: &[u8],
+        salt: &[u8],
+        p: KdfParams,
+    ) -> Result<PassphraseKey, CryptoError> {
         use argon2::{Algorithm, Argon2, Params, Version};
         if !p.is_reasonable() {
             return Err(CryptoError::Kdf("unreasonable Argon2id parameters".into()));
@@ -62,7 +66,13 @@ impl PassphraseKey {
         let nonce = crate::random_bytes::<NONCE_LEN>();
         let ct = self
             .0
-            .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad })
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .expect("XChaCha20-Poly1305 encryption does not fail");
         let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
@@ -104,10 +114,14 @@ mod tests {
         flipped[30] ^= 1;
         assert!(k.open(b"chunk 1", &flipped).is_err());
         assert!(k.open(b"chunk 1", &sealed[..20]).is_err());
-        let wrong = PassphraseKey::derive(b"wrong horse battery", b"0123456789abcdef", FAST).unwrap();
+        let wrong =
+            PassphraseKey::derive(b"wrong horse battery", b"0123456789abcdef", FAST).unwrap();
         assert!(wrong.open(b"chunk 1", &sealed).is_err());
         assert!(!format!("{k:?}").contains("horse"));
-        let absurd = KdfParams { memory_kib: u32::MAX, ..FAST };
+        let absurd = KdfParams {
+            memory_kib: u32::MAX,
+            ..FAST
+        };
         assert!(PassphraseKey::derive(b"x", b"0123456789abcdef", absurd).is_err());
     }
 }
