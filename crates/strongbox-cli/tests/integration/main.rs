@@ -5,6 +5,8 @@
 mod common;
 
 mod auth;
+mod cli_secrets;
+mod cli_support;
 mod durability;
 mod errors;
 mod postgres;
