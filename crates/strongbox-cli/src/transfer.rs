@@ -59,7 +59,7 @@ pub struct Common {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
     concurrency: u32,
-    /// Testing: pause between batches.
+    /// Testing: pause after each batch, before its checkpoint.
     #[arg(long, hide = true, default_value_t = 0)]
     batch_delay_ms: u64,
 }
@@ -490,14 +490,12 @@ pub async fn export(g: &Global, a: ExportArgs) -> anyhow::Result<ExitCode> {
         drop(chunk);
         write_frame(&mut file, &key.seal(&aad(&header_bytes, cp.chunks), &plain))?;
         file.sync_data()?;
+        pause(c).await;
         cp.chunks += 1;
         cp.offset = file.stream_position()?;
         cp.last_name = batch.last().cloned();
         write_checkpoint(&cp_path, &cp)?;
         bar.inc(batch.len() as u64);
-        if c.batch_delay_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(c.batch_delay_ms)).await;
-        }
     }
     let last = Chunk {
         index: cp.chunks,
@@ -515,6 +513,13 @@ pub async fn export(g: &Global, a: ExportArgs) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     summary(g.output, &cp, "exported");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Testing: a batch is done but not yet checkpointed, the worst moment to be killed.
+async fn pause(c: &Common) {
+    if c.batch_delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(c.batch_delay_ms)).await;
+    }
 }
 
 fn summary(format: Format, cp: &Checkpoint, what: &str) {
@@ -637,14 +642,12 @@ pub async fn import(g: &Global, a: ImportArgs) -> anyhow::Result<ExitCode> {
             joined.context("an import task failed")??;
             bar.inc(1);
         }
+        pause(c).await;
         cp.chunks = index + 1;
         cp.secrets += count;
         cp.versions += versions;
         write_checkpoint(&cp_path, &cp)?;
         index += 1;
-        if c.batch_delay_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(c.batch_delay_ms)).await;
-        }
     };
     if done.total_secrets != cp.secrets || done.total_versions != cp.versions {
         bail!(

@@ -7,6 +7,7 @@ mod common;
 mod auth;
 mod cli_secrets;
 mod cli_support;
+mod cli_transfer;
 mod durability;
 mod errors;
 mod postgres;
