@@ -136,6 +136,10 @@ pub fn parse_query_time(s: &str, now_ms: i64) -> anyhow::Result<String> {
     {
         return Ok(rfc3339_ms(now_ms - n * unit));
     }
+    // RFC 3339 keeps its sub-second part (records are timed to the millisecond).
+    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return Ok(rfc3339_ms((t.unix_timestamp_nanos() / 1_000_000) as i64));
+    }
     Ok(rfc3339_ms(parse_time(s)? * 1000))
 }
 

@@ -5,6 +5,7 @@
 mod common;
 
 mod auth;
+mod cli_audit;
 mod cli_secrets;
 mod cli_support;
 mod cli_transfer;
