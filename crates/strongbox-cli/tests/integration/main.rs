@@ -11,4 +11,5 @@ mod cli_support;
 mod cli_transfer;
 mod durability;
 mod errors;
+mod mgmt_insights;
 mod postgres;
