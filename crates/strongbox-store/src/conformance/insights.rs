@@ -126,7 +126,7 @@ pub(super) async fn insights_and_delivery(store: &dyn Store) {
     );
     assert_eq!(
         store.list_delivering_settings().await.unwrap(),
-        [setting.clone()]
+        std::slice::from_ref(&setting)
     );
     assert!(matches!(
         store.delete_storage_account("logs1", log("g")).await,
