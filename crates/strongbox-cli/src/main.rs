@@ -146,3 +146,133 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sp { command } => admin_cmd::run_sp(command).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn management_commands_parse() {
+        let ok = |args: &[&str]| {
+            let mut all = vec!["strongbox"];
+            all.extend_from_slice(args);
+            if let Err(e) = Cli::try_parse_from(&all) {
+                panic!("{args:?}: {e}");
+            }
+        };
+        ok(&[
+            "vault",
+            "create",
+            "-n",
+            "v1",
+            "-g",
+            "rg",
+            "--enable-purge-protection",
+            "--retention-days",
+            "7",
+        ]);
+        ok(&[
+            "vault",
+            "update",
+            "-n",
+            "v1",
+            "--enable-rbac-authorization",
+            "true",
+            "--tags",
+            "a=b",
+        ]);
+        ok(&["vault", "recover", "-n", "v1", "-l", "local"]);
+        ok(&["vault", "purge", "-n", "v1"]);
+        ok(&["vault", "list-deleted", "-o", "json"]);
+        ok(&[
+            "lock",
+            "create",
+            "-n",
+            "l",
+            "-t",
+            "can-not-delete",
+            "--vault",
+            "v1",
+        ]);
+        ok(&["lock", "list", "-g", "rg"]);
+        ok(&[
+            "policy",
+            "set",
+            "--vault",
+            "v",
+            "--object-id",
+            "o",
+            "--secret-permissions",
+            "get,list",
+        ]);
+        ok(&["policy", "delete", "--vault", "v", "--object-id", "o"]);
+        ok(&[
+            "role",
+            "assign",
+            "--role",
+            "Key Vault Secrets User",
+            "--assignee",
+            "o",
+            "--scope",
+            "/subscriptions/s",
+        ]);
+        ok(&[
+            "role",
+            "delete",
+            "--ids",
+            "/subscriptions/s/providers/Microsoft.Authorization/roleAssignments/x",
+        ]);
+        ok(&[
+            "secret",
+            "export",
+            "--vault",
+            "dev",
+            "--file",
+            "f",
+            "--all-versions",
+            "--batch-size",
+            "8",
+        ]);
+        ok(&[
+            "diag",
+            "create",
+            "--vault",
+            "dev",
+            "-n",
+            "d",
+            "--storage-account",
+            "logs",
+        ]);
+        ok(&["audit", "verify", "--dir", "/tmp/x"]);
+        ok(&[
+            "--credentials",
+            "c.json",
+            "--subscription",
+            "s",
+            "secret",
+            "list",
+            "--vault",
+            "dev",
+        ]);
+        assert!(
+            Cli::try_parse_from([
+                "strongbox",
+                "secret",
+                "set",
+                "--vault",
+                "dev",
+                "--name",
+                "n",
+                "--value",
+                "x"
+            ])
+            .is_err()
+        );
+    }
+}
