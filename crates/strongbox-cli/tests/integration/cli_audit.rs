@@ -647,3 +647,97 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Two servers on one PostgreSQL database share a storage root: both run the file sink over the
+/// same directories, and the directory lock lets exactly one write, so the files hold every
+/// record of the chain once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_deliver_one_copy_to_a_shared_storage_root() {
+    let Some(url) = strongbox_store_postgres::test_database_url("sharedsink").await else {
+        return;
+    };
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let shared = tempfile::tempdir().unwrap();
+    let pass = dir_a.path().join("pass");
+    std::fs::write(&pass, "correct horse battery staple").unwrap();
+    let (p, root) = (pass.to_str().unwrap(), shared.path().to_str().unwrap());
+    let args = [
+        "--store",
+        &url,
+        "--passphrase-file",
+        p,
+        "--storage-root",
+        root,
+    ];
+    let a = Server::start(dir_a.path(), &args).await;
+    let b = Server::start(dir_b.path(), &args).await;
+    let sb = Sb::new(dir_a.path());
+    sb.run(&[
+        "storage",
+        "create",
+        "--name",
+        "shared",
+        "--max-file-bytes",
+        "2048",
+    ])
+    .ok();
+    sb.run(&[
+        "diag",
+        "create",
+        "--vault",
+        "dev",
+        "--name",
+        "both",
+        "--storage-account",
+        "shared",
+    ])
+    .ok();
+    let (ta, tb) = (a.admin_token().await, b.admin_token().await);
+    for i in 0..15 {
+        put_secrets(&a, &ta, &format!("a{i}-"), 1).await;
+        put_secrets(&b, &tb, &format!("b{i}-"), 1).await;
+    }
+    let verify = sb
+        .run(&[
+            "audit",
+            "verify",
+            "--data-dir",
+            dir_a.path().to_str().unwrap(),
+            "--store",
+            &url,
+            "--vault",
+            "dev",
+        ])
+        .ok();
+    let line = verify
+        .out
+        .lines()
+        .find(|l| l.starts_with("dev: "))
+        .unwrap()
+        .to_string();
+    let total: i64 = line
+        .trim_start_matches("dev: ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(total >= 31, "{line}"); // 30 sets and the setting's own record
+    let account = shared.path().join("shared");
+    assert_eq!(wait_for_records(&sb, &account, total), total);
+    // Give the other node's sink a few passes: it must not add anything.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let o = sb
+        .run(&[
+            "audit",
+            "verify",
+            "--dir",
+            account.to_str().unwrap(),
+            "-o",
+            "json",
+        ])
+        .ok();
+    assert_eq!(o.json()[0]["records"], total);
+    drop((a, b));
+}
