@@ -59,6 +59,8 @@ pub struct AppState {
     pub clock: Arc<dyn strongbox_domain::Clock>,
     /// Present when the server runs with `--dev-clock`: tests may move time forward.
     pub dev_clock: Option<Arc<strongbox_domain::OffsetClock>>,
+    /// Storage accounts (audit file destinations) are directories inside this one.
+    pub storage_root: std::path::PathBuf,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

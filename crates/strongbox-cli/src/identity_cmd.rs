@@ -2,7 +2,7 @@
 //! needs to get tokens for an identity. Works on the store directly (offline administration,
 //! like `vault create` and `sp create`); the server picks the changes up at once.
 
-use crate::{StoreArgs, default_tenant};
+use crate::admin_cmd::{StoreArgs, default_tenant};
 use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 use secrecy::ExposeSecret;

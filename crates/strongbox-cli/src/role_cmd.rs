@@ -15,13 +15,9 @@ const API_VERSION: &str = "2022-04-01";
 
 #[derive(Args)]
 pub struct Connection {
-    /// Data dir whose dev-credentials.json to use (unless --credentials is given).
+    /// Data dir whose dev-credentials.json to use (unless the global --credentials is given).
     #[arg(long, env = "STRONGBOX_DATA_DIR", default_value = ".strongbox")]
     data_dir: PathBuf,
-    /// A credentials file: {tenant_id, subscription_id, resource_group, client_id,
-    /// client_secret, authority, ca_cert}.
-    #[arg(long, env = "STRONGBOX_CREDENTIALS")]
-    credentials: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -104,9 +100,9 @@ fn creds_field<'a>(creds: &'a Value, k: &str) -> anyhow::Result<&'a str> {
 }
 
 impl Api {
-    async fn connect(conn: &Connection) -> anyhow::Result<Api> {
-        let path = conn
-            .credentials
+    async fn connect(conn: &Connection, credentials: Option<&PathBuf>) -> anyhow::Result<Api> {
+        let path = credentials
+            .cloned()
             .clone()
             .unwrap_or_else(|| conn.data_dir.join("dev-credentials.json"));
         let creds: Value = serde_json::from_slice(
@@ -229,7 +225,7 @@ fn role_id(subscription: &str, role: &str) -> anyhow::Result<String> {
     ))
 }
 
-pub async fn run(command: RoleCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(g: &crate::context::Global, command: RoleCommand) -> anyhow::Result<ExitCode> {
     match command {
         RoleCommand::Assign {
             conn,
@@ -238,7 +234,7 @@ pub async fn run(command: RoleCommand) -> anyhow::Result<ExitCode> {
             assignee,
             name,
         } => {
-            let api = Api::connect(&conn).await?;
+            let api = Api::connect(&conn, g.credentials.as_ref()).await?;
             let role_id = role_id(&api.subscription, &role)?;
             let name = name.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             let path = format!(
@@ -261,7 +257,7 @@ pub async fn run(command: RoleCommand) -> anyhow::Result<ExitCode> {
             assignee,
             at_scope,
         } => {
-            let api = Api::connect(&conn).await?;
+            let api = Api::connect(&conn, g.credentials.as_ref()).await?;
             let mut terms = vec![];
             if at_scope {
                 terms.push("atScope()".to_string());
@@ -288,7 +284,7 @@ pub async fn run(command: RoleCommand) -> anyhow::Result<ExitCode> {
             id,
             name,
         } => {
-            let api = Api::connect(&conn).await?;
+            let api = Api::connect(&conn, g.credentials.as_ref()).await?;
             let path = match (id, name) {
                 (Some(id), _) => id,
                 (None, Some(name)) => format!(
@@ -305,7 +301,7 @@ pub async fn run(command: RoleCommand) -> anyhow::Result<ExitCode> {
             println!("{v}");
         }
         RoleCommand::Definitions { conn } => {
-            let api = Api::connect(&conn).await?;
+            let api = Api::connect(&conn, g.credentials.as_ref()).await?;
             let path = format!(
                 "/subscriptions/{}/providers/Microsoft.Authorization/roleDefinitions",
                 api.subscription

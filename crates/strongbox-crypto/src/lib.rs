@@ -3,9 +3,11 @@
 //! ciphertext moved to another secret does not open.
 
 mod keyring;
+mod passphrase;
 mod root;
 
 pub use keyring::{Keyring, SealedKey};
+pub use passphrase::{KdfParams, PassphraseKey};
 pub use root::RootKey;
 
 use hmac::{Hmac, KeyInit as _, Mac};

@@ -2,6 +2,8 @@
 //! store choice by URL, keys, dev bootstrap, wiring, background jobs and graceful shutdown.
 //! `start` takes an already bound listener so tests run the real server on `127.0.0.1:0`.
 
+pub mod audit_files;
+mod audit_sink;
 mod bootstrap;
 mod tls;
 
@@ -42,6 +44,10 @@ pub struct Config {
     /// Serve the Azure Arc managed-identity form, writing challenge files here (azure-identity
     /// on Linux reads them from `/var/opt/azcmagent/tokens`). None: that form is off.
     pub arc_token_dir: Option<PathBuf>,
+    /// Where storage accounts (audit file destinations) may live; default `{data_dir}/storage`.
+    pub storage_root: Option<PathBuf>,
+    /// How often the file sink looks for new audit records to deliver.
+    pub audit_sink_interval: Duration,
 }
 
 impl Config {
@@ -56,7 +62,15 @@ impl Config {
             purge_interval: Duration::from_secs(60),
             dev_clock: false,
             arc_token_dir: None,
+            storage_root: None,
+            audit_sink_interval: Duration::from_millis(250),
         }
+    }
+
+    pub fn storage_root(&self) -> PathBuf {
+        self.storage_root
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("storage"))
     }
 
     pub fn store_url(&self) -> String {
@@ -245,6 +259,19 @@ pub async fn start(
         clock.clone(),
         audit.clone(),
     ));
+    let storage_root = config.storage_root();
+    if !storage_root.exists() {
+        std::fs::create_dir_all(&storage_root).context("creating the storage root")?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&storage_root, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    let storage_root = storage_root
+        .canonicalize()
+        .context("resolving the storage root")?;
+    let audit_sink = audit_sink::spawn(store.clone(), clock.clone(), config.audit_sink_interval);
     let state = Arc::new(strongbox_api::AppState {
         store: store.clone(),
         secrets: secrets.clone(),
@@ -253,6 +280,7 @@ pub async fn start(
         dns_suffix: config.dns_suffix.to_ascii_lowercase(),
         clock: clock.clone(),
         dev_clock,
+        storage_root,
     });
     let app = strongbox_api::router(state);
 
@@ -296,7 +324,7 @@ pub async fn start(
         credentials,
         handle,
         serve,
-        background: vec![sweeper],
+        background: vec![sweeper, audit_sink],
         audit_task,
     })
 }

@@ -4,6 +4,7 @@
 //! never hand out the same version seq or chain link.
 
 mod identities;
+mod insights;
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -31,6 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "identities",
         include_str!("../migrations/0004_identities.sql"),
+    ),
+    (
+        5,
+        "audit_insights",
+        include_str!("../migrations/0005_audit_insights.sql"),
     ),
 ];
 

@@ -6,6 +6,7 @@ use crate::*;
 use std::sync::Arc;
 
 mod identities;
+mod insights;
 
 /// Runs every check; panics with the failing check's message.
 pub async fn run_all(store: Arc<dyn Store>) {
@@ -20,6 +21,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     audit_chain(&*store, &vault).await;
     crate::conformance_vault_arm::vault_arm_and_locks(&*store).await;
     identities::managed_identities_and_key_credentials(&*store).await;
+    insights::insights_and_delivery(&*store).await;
 }
 
 fn version(vault: &VaultRow, name: &str, version: &str) -> VersionRow {

@@ -8,11 +8,13 @@ pub mod chain;
 pub mod conformance;
 mod conformance_vault_arm;
 mod identities;
+pub mod insights;
 mod locks;
 mod rows;
 mod vault_arm;
 
 pub use identities::*;
+pub use insights::InsightsStore;
 pub use locks::*;
 pub use rows::*;
 pub use vault_arm::*;
@@ -64,7 +66,9 @@ pub enum Mutation {
 }
 
 #[async_trait]
-pub trait Store: LockStore + VaultArmStore + IdentityStore + Send + Sync + 'static {
+pub trait Store:
+    LockStore + VaultArmStore + IdentityStore + InsightsStore + Send + Sync + 'static
+{
     /// Which backend this is, for logs and `/health`.
     fn backend(&self) -> &'static str;
 

@@ -5,6 +5,8 @@
 //!
 //! Each resource family lives in its own module and adds its routes in [`routes`].
 
+mod insights;
+
 use crate::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -28,6 +30,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(locks::routes())
         .merge(role_assignments::routes())
         .merge(identities::routes())
+        .merge(insights::routes())
 }
 
 /// An error in ARM's shape: `{"error":{"code","message"}}`.

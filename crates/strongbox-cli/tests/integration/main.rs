@@ -5,9 +5,14 @@
 mod common;
 
 mod auth;
+mod cli_audit;
+mod cli_secrets;
+mod cli_support;
+mod cli_transfer;
 mod durability;
 mod errors;
 mod identities;
 mod management;
+mod mgmt_insights;
 mod postgres;
 mod rbac_matrix;
