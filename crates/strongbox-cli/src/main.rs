@@ -232,7 +232,7 @@ mod tests {
         ok(&[
             "role",
             "delete",
-            "--ids",
+            "--id",
             "/subscriptions/s/providers/Microsoft.Authorization/roleAssignments/x",
         ]);
         ok(&[
