@@ -277,19 +277,36 @@ fn verify_dir(g: &Global, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
 async fn verify_store(store: StoreArgs, only: Option<String>) -> anyhow::Result<ExitCode> {
     let config = store.config()?;
     let s = strongbox_server::open_store(&config.store_url()).await?;
-    let mut vaults = s.list_vaults().await?;
+    // Every chain: live and soft-deleted vaults by name, then chains without a vault row
+    // (purged vaults, subscriptions) by id.
+    let vaults = s.list_vaults().await?;
+    let mut chains: Vec<(String, String)> = vaults
+        .iter()
+        .map(|v| (v.id.clone(), v.name.clone()))
+        .collect();
     if let Some(name) = &only {
-        vaults.retain(|v| v.name.eq_ignore_ascii_case(name));
-        anyhow::ensure!(!vaults.is_empty(), "no vault named {name}");
+        chains.retain(|(_, n)| n.eq_ignore_ascii_case(name));
+        anyhow::ensure!(!chains.is_empty(), "no vault named {name}");
+    } else {
+        for id in s.list_audit_chains().await? {
+            if !chains.iter().any(|(c, _)| *c == id) {
+                let label = if id.starts_with("subscription:") {
+                    id.clone()
+                } else {
+                    format!("purged vault {id}")
+                };
+                chains.push((id, label));
+            }
+        }
     }
     let mut broken = false;
-    for vault in vaults {
+    for (chain, label) in chains {
         let mut verifier = Verifier::default();
         let mut after = 0;
         let result = 'chain: loop {
-            let rows = s.read_audit(&vault.id, after, 1000).await?;
+            let rows = s.read_audit(&chain, after, 1000).await?;
             if rows.is_empty() {
-                break verifier.finish(s.audit_head(&vault.id).await?);
+                break verifier.finish(s.audit_head(&chain).await?);
             }
             for row in &rows {
                 if let Err(b) = verifier.push(row) {
@@ -299,10 +316,10 @@ async fn verify_store(store: StoreArgs, only: Option<String>) -> anyhow::Result<
             }
         };
         match result {
-            Ok(n) => println!("{}: {n} records, chain intact", vault.name),
+            Ok(n) => println!("{label}: {n} records, chain intact"),
             Err(b) => {
                 broken = true;
-                println!("{}: {b}", vault.name);
+                println!("{label}: {b}");
             }
         }
     }

@@ -5,7 +5,9 @@
 //!
 //! Checked here: the signature by a key registered on the client, that key's validity window,
 //! `aud`, `iss`/`sub`, the time claims against the injected clock, and that the `jti` was not
-//! used before within its lifetime.
+//! used before for the same resource within its lifetime. MSAL reuses one assertion for up to
+//! nine minutes across resources (a vault token, then a management token), and Entra ID accepts
+//! that; presenting it again for a resource it already bought a token for is a replay.
 
 use crate::credentials::stored_key;
 use crate::tokens::{OAuthFailure, oauth};
@@ -109,6 +111,7 @@ pub(crate) async fn verify(
     token_endpoint: &str,
     client_id: Option<&str>,
     assertion: &str,
+    audience: &str,
 ) -> Result<PrincipalRow, OAuthFailure> {
     let parts = split(assertion)?;
     let alg = string(&parts.header, "alg").unwrap_or_default();
@@ -223,16 +226,18 @@ pub(crate) async fn verify(
     let jti = string(&parts.claims, "jti")
         .filter(|j| !j.is_empty() && j.len() <= MAX_JTI_LEN)
         .ok_or_else(|| malformed("'jti' is missing or longer than 256 characters"))?;
+    // Single use per resource: the replay cache key is the jti with the requested audience.
+    let key = format!("{jti}\n{}", audience.to_ascii_lowercase());
     match store
-        .record_assertion_id(&principal.object_id, jti, exp, now)
+        .record_assertion_id(&principal.object_id, &key, exp, now)
         .await
     {
         Ok(true) => Ok(principal),
         Ok(false) => Err(refused(
-            "The client assertion was already used: each assertion ('jti') is accepted once.",
+            "The client assertion was already used for this resource: each assertion ('jti') buys one token per resource.",
         )),
         Err(StoreError::Conflict) => Err(refused(
-            "The client assertion was already used: each assertion ('jti') is accepted once.",
+            "The client assertion was already used for this resource: each assertion ('jti') buys one token per resource.",
         )),
         Err(e) => Err(internal(e)),
     }

@@ -293,6 +293,7 @@ impl TokenService {
                     &self.token_endpoint(tenant_id),
                     field("client_id"),
                     assertion,
+                    &audience,
                 )
                 .await?
             }

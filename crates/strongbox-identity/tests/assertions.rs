@@ -199,10 +199,18 @@ async fn msal_shaped_certificate_assertions_are_accepted_once() {
     let assertion = sign_rsa(msal_header(&cert), msal_claims(&w, 600.0), &cert.key, false);
     let f = form(Some(&w.app.client_id), &assertion);
     assert_eq!(redeem(&w, &f).await.unwrap(), w.app.object_id);
-    // The same assertion again is a replay, within its lifetime and with another scope too.
+    // The same assertion again for the same resource is a replay; MSAL's reuse of it for
+    // another resource (management after vault) is accepted, once.
     refused(redeem(&w, &f).await, 401, "already used");
     let mut other_scope = f.clone();
     other_scope.insert("scope".into(), format!("{AUTHORITY}/.default"));
+    let management = w.tokens.token(&w.tenant, &other_scope).await.unwrap();
+    let caller = w
+        .tokens
+        .verify(&management.access_token, Plane::Management)
+        .await
+        .unwrap();
+    assert_eq!(caller.object_id, w.app.object_id);
     refused(redeem(&w, &other_scope).await, 401, "already used");
 
     // Without client_id the issuer names the client (RFC 7523).

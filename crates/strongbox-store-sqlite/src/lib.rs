@@ -683,6 +683,7 @@ impl Store for SqliteStore {
             "DELETE FROM secret_versions WHERE vault_id = ?1",
             "DELETE FROM secrets WHERE vault_id = ?1",
             "DELETE FROM access_policies WHERE vault_id = ?1",
+            "DELETE FROM diagnostic_settings WHERE vault_id = ?1",
             "DELETE FROM vaults WHERE id = ?1",
         ] {
             sqlx::query(sql)
@@ -981,6 +982,13 @@ impl Store for SqliteStore {
         rows.iter()
             .map(audit_row)
             .collect::<Result<_, _>>()
+            .map_err(backend)
+    }
+
+    async fn list_audit_chains(&self) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar("SELECT vault_id FROM audit_heads ORDER BY vault_id")
+            .fetch_all(&self.read)
+            .await
             .map_err(backend)
     }
 

@@ -529,6 +529,7 @@ async fn audit_chain(store: &dyn Store, vault: &VaultRow) {
         "SecretGet4"
     );
     assert_eq!(store.audit_head("no-such-vault").await.unwrap(), None);
+    assert!(store.list_audit_chains().await.unwrap().contains(&vault.id));
 }
 
 async fn role_assignments_and_vault_purge(store: &dyn Store) {

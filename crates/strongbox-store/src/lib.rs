@@ -172,6 +172,8 @@ pub trait Store:
         after_seq: i64,
         limit: u32,
     ) -> StoreResult<Vec<AuditRow>>;
+    /// Every audit chain that has records: vault ids, and `subscription:{id}` chains.
+    async fn list_audit_chains(&self) -> StoreResult<Vec<String>>;
     /// The chain head (last seq and hash) kept beside the records, so a cut tail shows.
     async fn audit_head(&self, vault_id: &str) -> StoreResult<Option<(i64, Vec<u8>)>>;
 }
