@@ -18,6 +18,17 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
     Usage(message.into()).into()
 }
 
+/// A refusal the CLI reports itself, as if the server had answered `status` with `code`: a
+/// delete that found nothing (ARM answers such deletes with 204), a create that would replace.
+pub fn refused(status: u16, code: &str, message: impl Into<String>) -> anyhow::Error {
+    strongbox_client::Error::Http {
+        status,
+        code: code.into(),
+        message: message.into(),
+    }
+    .into()
+}
+
 /// The exit code and the `CODE` for an error.
 pub fn classify(e: &anyhow::Error) -> (u8, String, String) {
     if let Some(c) = e.downcast_ref::<strongbox_client::Error>() {

@@ -7,9 +7,14 @@ use clap::{Subcommand, ValueEnum};
 use std::process::ExitCode;
 use strongbox_client::arm::{self, Group, LockScope};
 
+/// Azure's spellings (as `az lock create --lock-type` takes them), or kebab case.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Level {
+    /// Refuses deletes at the scope and beneath it.
+    #[value(name = "CanNotDelete", alias = "can-not-delete")]
     CanNotDelete,
+    /// Refuses deletes and writes at the scope and beneath it.
+    #[value(name = "ReadOnly", alias = "read-only")]
     ReadOnly,
 }
 
@@ -38,19 +43,19 @@ pub enum LockCommand {
     Create {
         #[arg(long, short = 'n')]
         name: String,
-        #[arg(long, short = 't', value_enum)]
+        #[arg(long, short = 't', value_enum, ignore_case = true)]
         lock_type: Level,
         #[arg(long)]
         notes: Option<String>,
         #[command(flatten)]
         scope: Scope,
     },
-    /// List the locks at a scope.
+    /// List the locks at a scope (a resource group's include its vaults').
     List {
         #[command(flatten)]
         scope: Scope,
     },
-    /// Delete a lock.
+    /// Delete a lock (exit 4 if there is none).
     Delete {
         #[arg(long, short = 'n')]
         name: String,
@@ -102,7 +107,15 @@ pub async fn run(g: &Global, command: LockCommand) -> anyhow::Result<ExitCode> {
             output::items(g.output, &cols(), &items);
         }
         LockCommand::Delete { name, .. } => {
-            c.send(&arm::lock_delete(&base, &at, name)).await?;
+            // ARM answers 204 when there was nothing to delete.
+            let (status, _) = c.send(&arm::lock_delete(&base, &at, name)).await?;
+            if status == 204 {
+                return Err(crate::exit::refused(
+                    404,
+                    "LockNotFound",
+                    format!("The lock '{name}' could not be found."),
+                ));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

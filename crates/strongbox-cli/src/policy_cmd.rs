@@ -18,7 +18,7 @@ const PERMISSIONS: &[&str] = &[
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
-    /// Give an object exactly these secret permissions on a vault.
+    /// Give an object exactly these secret permissions on a vault; prints the vault's policies.
     Set {
         #[arg(long)]
         vault: String,
@@ -37,7 +37,7 @@ pub enum PolicyCommand {
         #[arg(long = "store", hide = true)]
         store_url: Option<String>,
     },
-    /// Remove an object's access policy from a vault.
+    /// Remove an object's access policy from a vault; prints the policies left.
     Delete {
         #[arg(long)]
         vault: String,
@@ -114,7 +114,13 @@ pub async fn run(g: &Global, command: PolicyCommand) -> anyhow::Result<ExitCode>
         resource_group: &rg,
     };
     let call = arm::access_policy(&base, &group, &vault, kind, &tenant, &object_id, &perms);
-    let r = c.json(&call).await?;
+    let echoed = c.json(&call).await?;
+    // The server echoes the edit (as Azure does); show the vault's policies as they now are,
+    // so a removed object is seen gone. Should the read fail, the echo is what we have.
+    let r = c
+        .json(&arm::vault_get(&base, &group, &vault))
+        .await
+        .unwrap_or(echoed);
     let policies: Vec<Value> = r["properties"]["accessPolicies"]
         .as_array()
         .cloned()

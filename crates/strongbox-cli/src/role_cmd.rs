@@ -1,29 +1,30 @@
 //! `strongbox role …`: role assignments through the server's management API over HTTPS
-//! (`Microsoft.Authorization/roleAssignments`), authenticated with a credentials file in the
-//! shape of dev-credentials.json (tenant, client id and secret, authority, CA). Going through
-//! the API means the server's own rules apply: only an Owner at the scope may assign, and
-//! every change is audited.
+//! (`Microsoft.Authorization/roleAssignments`, as azure-mgmt-authorization sends them), with the
+//! credentials every client command uses (or `--data-dir`'s dev-credentials.json). Going
+//! through the API means the server's own rules apply: only an Owner at the scope may assign,
+//! and every change is audited.
 
-use anyhow::Context as _;
+use crate::context::{self, Global};
+use crate::exit::{refused, usage};
+use crate::output::{self, Col, col, s};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use strongbox_client::arm;
 use strongbox_domain::rbac;
-
-const API_VERSION: &str = "2022-04-01";
 
 #[derive(Args)]
 pub struct Connection {
-    /// Data dir whose dev-credentials.json to use (unless the global --credentials is given).
-    #[arg(long, env = "STRONGBOX_DATA_DIR", default_value = ".strongbox")]
-    data_dir: PathBuf,
+    /// Use this data dir's dev-credentials.json (unless the global --credentials is given).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
 pub struct ScopeArgs {
     /// Full ARM scope (/subscriptions/…[/resourceGroups/…[/providers/…]]).
-    #[arg(long, conflicts_with_all = ["vault", "secret"])]
+    #[arg(long, conflicts_with_all = ["vault", "secret", "resource_group"])]
     scope: Option<String>,
     /// A vault's name: the scope is that vault (in --resource-group).
     #[arg(long)]
@@ -31,14 +32,16 @@ pub struct ScopeArgs {
     /// With --vault: the scope is one secret of the vault.
     #[arg(long, requires = "vault")]
     secret: Option<String>,
-    /// Resource group of --vault (default: the credentials' resource group).
-    #[arg(long)]
+    /// A resource group: the scope is that group, or with --vault the vault's group
+    /// (default: the credentials' resource group).
+    #[arg(long, short = 'g')]
     resource_group: Option<String>,
 }
 
 #[derive(Subcommand)]
 pub enum RoleCommand {
-    /// Assign a role (by name, e.g. "Key Vault Secrets User", or GUID) to a principal at a scope.
+    /// Assign a role (by name, e.g. "Key Vault Secrets User", or GUID) to a principal at a scope
+    /// (default: the subscription).
     Assign {
         #[command(flatten)]
         conn: Connection,
@@ -53,7 +56,8 @@ pub enum RoleCommand {
         #[arg(long)]
         name: Option<String>,
     },
-    /// List the role assignments that apply at a scope (default: the subscription), as JSON.
+    /// List the role assignments that apply at a scope (default: the subscription): at it,
+    /// above it and beneath it.
     List {
         #[command(flatten)]
         conn: Connection,
@@ -66,7 +70,7 @@ pub enum RoleCommand {
         #[arg(long)]
         at_scope: bool,
     },
-    /// Delete a role assignment, by its full id or by name and scope.
+    /// Delete a role assignment, by its full id or by name and scope (exit 4 if there is none).
     Delete {
         #[command(flatten)]
         conn: Connection,
@@ -75,239 +79,160 @@ pub enum RoleCommand {
         /// The assignment's full id ({scope}/providers/Microsoft.Authorization/roleAssignments/{name}).
         #[arg(long, conflicts_with = "name")]
         id: Option<String>,
+        /// The assignment's name (a GUID), at the scope given.
         #[arg(long, required_unless_present = "id")]
         name: Option<String>,
     },
-    /// List the built-in role definitions, as JSON.
+    /// List the built-in role definitions.
     Definitions {
         #[command(flatten)]
         conn: Connection,
     },
 }
 
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-    subscription: String,
-    resource_group: String,
-}
-
-fn creds_field<'a>(creds: &'a Value, k: &str) -> anyhow::Result<&'a str> {
-    creds[k]
-        .as_str()
-        .with_context(|| format!("the credentials file has no '{k}'"))
-}
-
-impl Api {
-    async fn connect(conn: &Connection, credentials: Option<&PathBuf>) -> anyhow::Result<Api> {
-        let path = credentials
-            .cloned()
-            .clone()
-            .unwrap_or_else(|| conn.data_dir.join("dev-credentials.json"));
-        let creds: Value = serde_json::from_slice(
-            &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-        )
-        .with_context(|| format!("{} is not JSON", path.display()))?;
-        let mut http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60));
-        if let Some(ca) = creds["ca_cert"].as_str() {
-            let pem = std::fs::read(ca).with_context(|| format!("reading {ca}"))?;
-            http = http.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
-        }
-        let http = http.build()?;
-        let base = creds_field(&creds, "authority")?
-            .trim_end_matches('/')
-            .to_string();
-        let tenant = creds_field(&creds, "tenant_id")?;
-        let resp = http
-            .post(format!("{base}/{tenant}/oauth2/v2.0/token"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", creds_field(&creds, "client_id")?),
-                ("client_secret", creds_field(&creds, "client_secret")?),
-                ("scope", &format!("{base}/.default")),
-            ])
-            .send()
-            .await
-            .with_context(|| format!("reaching {base}"))?;
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        anyhow::ensure!(
-            status.is_success(),
-            "the token service refused: {}",
-            body["error_description"]
-                .as_str()
-                .unwrap_or("no reason given")
-        );
-        Ok(Api {
-            http,
-            base,
-            token: body["access_token"]
-                .as_str()
-                .context("the token response has no access_token")?
-                .to_string(),
-            subscription: creds_field(&creds, "subscription_id")?.to_string(),
-            resource_group: creds["resource_group"]
-                .as_str()
-                .unwrap_or("strongbox-dev")
-                .to_string(),
-        })
+/// The global options, with `--data-dir` standing in for `--credentials` when only it is given.
+fn global_for(g: &Global, conn: &Connection) -> Global {
+    let mut g = g.clone();
+    if g.credentials.is_none()
+        && let Some(d) = &conn.data_dir
+    {
+        g.credentials = Some(d.join("dev-credentials.json"));
     }
+    g
+}
 
-    fn scope(&self, s: &ScopeArgs) -> String {
-        if let Some(scope) = &s.scope {
-            return scope.trim_end_matches('/').to_string();
-        }
-        match &s.vault {
-            None => format!("/subscriptions/{}", self.subscription),
-            Some(vault) => {
-                let rg = s.resource_group.as_deref().unwrap_or(&self.resource_group);
-                let mut id = format!(
-                    "/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{vault}",
-                    self.subscription
-                );
-                if let Some(secret) = &s.secret {
-                    id.push_str(&format!("/secrets/{secret}"));
-                }
-                id
+fn scope_of(s: &ScopeArgs, sub: &str, c: &strongbox_client::Client) -> anyhow::Result<String> {
+    if let Some(scope) = &s.scope {
+        return Ok(format!("/{}", scope.trim_matches('/')));
+    }
+    let group = |rg: &str| format!("/subscriptions/{sub}/resourceGroups/{rg}");
+    Ok(match (&s.vault, &s.resource_group) {
+        (None, None) => format!("/subscriptions/{sub}"),
+        (None, Some(rg)) => group(rg),
+        (Some(vault), rg) => {
+            let rg = context::resource_group(rg, c)?;
+            let mut id = format!("{}/providers/Microsoft.KeyVault/vaults/{vault}", group(&rg));
+            if let Some(secret) = &s.secret {
+                id.push_str(&format!("/secrets/{secret}"));
             }
+            id
         }
-    }
-
-    /// Sends a request; returns the JSON body (Null for an empty one) or the ARM error.
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<Value>,
-    ) -> anyhow::Result<(u16, Value)> {
-        let mut url = reqwest::Url::parse(&format!("{}{path}", self.base))
-            .with_context(|| format!("{path} is not a valid path"))?;
-        url.query_pairs_mut()
-            .append_pair("api-version", API_VERSION)
-            .extend_pairs(query);
-        let mut req = self.http.request(method, url).bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.context("calling the management API")?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        if status >= 400 {
-            anyhow::bail!(
-                "{} ({status}): {}",
-                json["error"]["code"].as_str().unwrap_or("Error"),
-                json["error"]["message"].as_str().unwrap_or("no message")
-            );
-        }
-        Ok((status, json))
-    }
+    })
 }
 
-fn role_id(subscription: &str, role: &str) -> anyhow::Result<String> {
-    let def = rbac::role_by_name(role)
+/// The subscription a scope lies in (role definition ids name it).
+fn subscription_of(scope: &str) -> Option<&str> {
+    scope
+        .strip_prefix("/subscriptions/")
+        .and_then(|r| r.split('/').next())
+        .filter(|s| !s.is_empty())
+}
+
+fn role_guid(role: &str) -> anyhow::Result<&'static str> {
+    rbac::role_by_name(role)
         .or_else(|| rbac::role_definition(role))
-        .with_context(|| {
-            format!(
+        .map(|r| r.id)
+        .ok_or_else(|| {
+            usage(format!(
                 "unknown role {role:?}; built-in roles: {}",
                 rbac::BUILTIN_ROLES
                     .iter()
                     .map(|r| r.name)
                     .collect::<Vec<_>>()
                     .join(", ")
-            )
-        })?;
-    Ok(format!(
-        "/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{}",
-        def.id
-    ))
+            ))
+        })
 }
 
-pub async fn run(g: &crate::context::Global, command: RoleCommand) -> anyhow::Result<ExitCode> {
+fn cols() -> Vec<Col<'static>> {
+    vec![
+        col("Name", &|v| s(v, "/name")),
+        col("Role", &|v| {
+            let id = s(v, "/properties/roleDefinitionId");
+            rbac::role_definition(&id).map_or(id, |r| r.name.to_string())
+        }),
+        col("Principal", &|v| s(v, "/properties/principalId")),
+        col("Scope", &|v| s(v, "/properties/scope")),
+    ]
+}
+
+pub async fn run(g: &Global, command: RoleCommand) -> anyhow::Result<ExitCode> {
+    let conn = match &command {
+        RoleCommand::Assign { conn, .. }
+        | RoleCommand::List { conn, .. }
+        | RoleCommand::Delete { conn, .. }
+        | RoleCommand::Definitions { conn } => conn,
+    };
+    let g = global_for(g, conn);
+    let c = context::client(&g)?;
+    let sub = context::subscription(&g, &c)?;
+    let base = c.management_base().to_string();
     match command {
         RoleCommand::Assign {
-            conn,
             scope,
             role,
             assignee,
             name,
+            ..
         } => {
-            let api = Api::connect(&conn, g.credentials.as_ref()).await?;
-            let role_id = role_id(&api.subscription, &role)?;
+            let guid = role_guid(&role)?;
+            let scope = scope_of(&scope, &sub, &c)?;
             let name = name.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            let path = format!(
-                "{}/providers/Microsoft.Authorization/roleAssignments/{name}",
-                api.scope(&scope)
+            let call = arm::role_assign(
+                &base,
+                &scope,
+                &name,
+                subscription_of(&scope).unwrap_or(&sub),
+                guid,
+                &assignee,
+                Some("ServicePrincipal"),
             );
-            let body = serde_json::json!({"properties": {
-                "roleDefinitionId": role_id,
-                "principalId": assignee,
-                "principalType": "ServicePrincipal",
-            }});
-            let (_, v) = api
-                .call(reqwest::Method::PUT, &path, &[], Some(body))
-                .await?;
-            println!("{v}");
+            let r = c.json(&call).await?;
+            output::one(g.output, &cols(), &r);
         }
         RoleCommand::List {
-            conn,
             scope,
             assignee,
             at_scope,
+            ..
         } => {
-            let api = Api::connect(&conn, g.credentials.as_ref()).await?;
-            let mut terms = vec![];
-            if at_scope {
-                terms.push("atScope()".to_string());
-            }
-            if let Some(a) = &assignee {
-                terms.push(format!("principalId eq '{a}'"));
-            }
-            let filter = terms.join(" and ");
-            let query: Vec<(&str, &str)> = if filter.is_empty() {
-                vec![]
-            } else {
-                vec![("$filter", filter.as_str())]
-            };
-            let path = format!(
-                "{}/providers/Microsoft.Authorization/roleAssignments",
-                api.scope(&scope)
-            );
-            let (_, v) = api.call(reqwest::Method::GET, &path, &query, None).await?;
-            println!("{}", v["value"]);
+            let scope = scope_of(&scope, &sub, &c)?;
+            let call = arm::role_list(&base, &scope, assignee.as_deref(), at_scope);
+            let items = c.list_all(&call, None).await?;
+            output::items(g.output, &cols(), &items);
         }
         RoleCommand::Delete {
-            conn,
-            scope,
-            id,
-            name,
+            scope, id, name, ..
         } => {
-            let api = Api::connect(&conn, g.credentials.as_ref()).await?;
-            let path = match (id, name) {
+            let id = match (id, name) {
                 (Some(id), _) => id,
-                (None, Some(name)) => format!(
-                    "{}/providers/Microsoft.Authorization/roleAssignments/{name}",
-                    api.scope(&scope)
-                ),
-                (None, None) => anyhow::bail!("give --id or --name"),
+                (None, Some(name)) => arm::role_assignment_id(&scope_of(&scope, &sub, &c)?, &name),
+                (None, None) => return Err(usage("give --id or --name")),
             };
-            let (status, v) = api.call(reqwest::Method::DELETE, &path, &[], None).await?;
-            if status == 204 {
-                eprintln!("no such role assignment");
-                return Ok(ExitCode::FAILURE);
+            // ARM answers 204 when there was nothing to delete.
+            match c.send(&arm::role_delete(&base, &id)).await? {
+                (204, _) | (_, None) => {
+                    return Err(refused(
+                        404,
+                        "RoleAssignmentNotFound",
+                        format!("The role assignment '{id}' is not found."),
+                    ));
+                }
+                (_, Some(r)) => output::one(g.output, &cols(), &r),
             }
-            println!("{v}");
         }
-        RoleCommand::Definitions { conn } => {
-            let api = Api::connect(&conn, g.credentials.as_ref()).await?;
-            let path = format!(
-                "/subscriptions/{}/providers/Microsoft.Authorization/roleDefinitions",
-                api.subscription
+        RoleCommand::Definitions { .. } => {
+            let call = arm::role_definitions(&base, &format!("/subscriptions/{sub}"));
+            let items = c.list_all(&call, None).await?;
+            output::items(
+                g.output,
+                &[
+                    col("Name", &|v: &Value| s(v, "/properties/roleName")),
+                    col("Id", &|v| s(v, "/name")),
+                    col("Description", &|v| s(v, "/properties/description")),
+                ],
+                &items,
             );
-            let (_, v) = api.call(reqwest::Method::GET, &path, &[], None).await?;
-            println!("{}", v["value"]);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -5,8 +5,10 @@
 
 use crate::admin_cmd::{self, OfflineVault, StoreArgs};
 use crate::context::{self, Global};
+use crate::exit::refused;
 use crate::output::{self, Col, col, s};
 use clap::{Args, Subcommand};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use strongbox_client::arm::{self, Group};
@@ -20,8 +22,9 @@ pub struct Placement {
 
 #[derive(Subcommand)]
 pub enum VaultCommand {
-    /// Create a vault.
+    /// Create a vault (refused with exit 6 if it exists: use `vault update` to change one).
     Create {
+        /// The vault's name (3-24 letters, digits and hyphens).
         #[arg(long, short = 'n')]
         name: String,
         #[command(flatten)]
@@ -37,6 +40,7 @@ pub enum VaultCommand {
         /// Authorize the data plane by role assignments instead of access policies.
         #[arg(long, alias = "enable-rbac")]
         enable_rbac_authorization: bool,
+        /// Tags, as key=value pairs.
         #[arg(long, num_args = 1..)]
         tags: Vec<String>,
         /// Offline: create the vault directly in this data dir's store (like `admin vault create`).
@@ -65,38 +69,43 @@ pub enum VaultCommand {
         name: String,
         #[command(flatten)]
         p: Placement,
+        /// Fixed at creation: the server refuses a different value.
         #[arg(long)]
         retention_days: Option<i64>,
+        /// `true` turns purge protection on; it cannot be turned off again.
         #[arg(long)]
         enable_purge_protection: Option<bool>,
         #[arg(long)]
         enable_rbac_authorization: Option<bool>,
-        /// Replaces all tags.
+        /// Replaces all tags (key=value pairs).
         #[arg(long, num_args = 1..)]
         tags: Vec<String>,
     },
-    /// Delete a vault (soft delete).
+    /// Delete a vault (soft delete; exit 4 if there is none).
     Delete {
         #[arg(long, short = 'n')]
         name: String,
         #[command(flatten)]
         p: Placement,
     },
-    /// Recover a soft-deleted vault.
+    /// Recover a soft-deleted vault, with its secrets.
     Recover {
         #[arg(long, short = 'n')]
         name: String,
-        #[command(flatten)]
-        p: Placement,
-        #[arg(long, short = 'l', default_value = "local")]
-        location: String,
+        /// Resource group (default: the deleted vault's, else the credentials').
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+        /// Location (default: the deleted vault's).
+        #[arg(long, short = 'l')]
+        location: Option<String>,
     },
-    /// Permanently remove a soft-deleted vault.
+    /// Permanently remove a soft-deleted vault (refused under purge protection).
     Purge {
         #[arg(long, short = 'n')]
         name: String,
-        #[arg(long, short = 'l', default_value = "local")]
-        location: String,
+        /// Location (default: the deleted vault's).
+        #[arg(long, short = 'l')]
+        location: Option<String>,
     },
     /// List soft-deleted vaults.
     ListDeleted,
@@ -116,8 +125,10 @@ fn cols() -> Vec<Col<'static>> {
         col("RetentionDays", &|v| {
             s(v, "/properties/softDeleteRetentionInDays")
         }),
+        // Absent (null) until turned on, as in Azure.
         col("PurgeProtection", &|v| {
-            s(v, "/properties/enablePurgeProtection")
+            let on = v.pointer("/properties/enablePurgeProtection") == Some(&Value::Bool(true));
+            if on { "True" } else { "False" }.into()
         }),
         col("Rbac", &|v| s(v, "/properties/enableRbacAuthorization")),
         col("VaultUri", &|v| s(v, "/properties/vaultUri")),
@@ -196,6 +207,18 @@ pub async fn run(g: &Global, command: VaultCommand) -> anyhow::Result<ExitCode> 
                 enable_rbac: enable_rbac_authorization,
                 tags: context::tags(&tags)?,
             };
+            // The PUT would replace an existing vault, access policies included (the trap
+            // `az keyvault create` has): refuse instead. A caller who may not read it gets
+            // the server's own answer to the PUT.
+            if c.send(&arm::vault_get(&base, &group, &name)).await.is_ok() {
+                return Err(refused(
+                    409,
+                    "VaultAlreadyExists",
+                    format!(
+                        "The vault '{name}' already exists in resource group '{rg}'; change it with `strongbox vault update`."
+                    ),
+                ));
+            }
             let r = c.json(&arm::vault_create(&base, &group, &name, &v)).await?;
             output::one(format, &cols(), &r);
         }
@@ -247,10 +270,39 @@ pub async fn run(g: &Global, command: VaultCommand) -> anyhow::Result<ExitCode> 
                 subscription: &sub,
                 resource_group: &rg,
             };
-            c.send(&arm::vault_delete(&base, &group, &name)).await?;
+            // ARM answers 204 when there was nothing to delete.
+            let (status, _) = c.send(&arm::vault_delete(&base, &group, &name)).await?;
+            if status == 204 {
+                return Err(refused(
+                    404,
+                    "ResourceNotFound",
+                    format!("The vault '{name}' was not found in resource group '{rg}'."),
+                ));
+            }
         }
-        VaultCommand::Recover { name, p, location } => {
-            let rg = context::resource_group(&p.resource_group, &c)?;
+        VaultCommand::Recover {
+            name,
+            resource_group,
+            location,
+        } => {
+            let found = if resource_group.is_none() || location.is_none() {
+                find_deleted(&c, &base, &sub, &name).await
+            } else {
+                None
+            };
+            let from_found = |path: &str| found.as_ref().map(|v| s(v, path));
+            let rg = match resource_group {
+                Some(rg) => rg,
+                None => match from_found("/properties/vaultId")
+                    .and_then(|id| id.split('/').nth(4).map(String::from))
+                {
+                    Some(rg) => rg,
+                    None => context::resource_group(&None, &c)?,
+                },
+            };
+            let location = location
+                .or_else(|| from_found("/properties/location"))
+                .unwrap_or_else(|| "local".into());
             let group = Group {
                 subscription: &sub,
                 resource_group: &rg,
@@ -264,6 +316,13 @@ pub async fn run(g: &Global, command: VaultCommand) -> anyhow::Result<ExitCode> 
             output::one(format, &cols(), &r);
         }
         VaultCommand::Purge { name, location } => {
+            let location = match location {
+                Some(l) => l,
+                None => find_deleted(&c, &base, &sub, &name)
+                    .await
+                    .map(|v| s(&v, "/properties/location"))
+                    .unwrap_or_else(|| "local".into()),
+            };
             c.send(&arm::vault_purge(&base, &sub, &location, &name))
                 .await?;
         }
@@ -275,4 +334,19 @@ pub async fn run(g: &Global, command: VaultCommand) -> anyhow::Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The soft-deleted vault of that name, if the caller may list deleted vaults (else None: the
+/// defaults apply and the server answers the real request).
+async fn find_deleted(
+    c: &strongbox_client::Client,
+    base: &str,
+    sub: &str,
+    name: &str,
+) -> Option<Value> {
+    c.list_all(&arm::vault_list_deleted(base, sub), None)
+        .await
+        .ok()?
+        .into_iter()
+        .find(|v| s(v, "/name").eq_ignore_ascii_case(name))
 }

@@ -365,15 +365,33 @@ pub fn role_assign(
     call(Method::PUT, base, &path, ROLES_API).body(json!({"properties": properties}))
 }
 
-/// Assignments at the scope (and above it), or only one principal's.
-pub fn role_list(base: &str, scope: &str, principal_id: Option<&str>) -> Call {
-    let filter = match principal_id {
-        Some(p) => format!("principalId eq '{}'", p.replace('\'', "")),
-        None => "atScope()".to_string(),
-    };
-    let query = serde_urlencoded::to_string([("$filter", filter)]).unwrap_or_default();
+/// Assignments that apply at the scope: those at it or above it, and (unless `at_scope`)
+/// those beneath it; only one principal's if given. Both filters are joined with `and`, as
+/// azure-mgmt-authorization sends them.
+pub fn role_list(base: &str, scope: &str, principal_id: Option<&str>, at_scope: bool) -> Call {
+    let mut terms = vec![];
+    if at_scope {
+        terms.push("atScope()".to_string());
+    }
+    if let Some(p) = principal_id {
+        terms.push(format!("principalId eq '{}'", p.replace('\'', "")));
+    }
+    let mut path = format!(
+        "{}/providers/Microsoft.Authorization/roleAssignments",
+        scope_path(scope)
+    );
+    if !terms.is_empty() {
+        let query =
+            serde_urlencoded::to_string([("$filter", terms.join(" and "))]).unwrap_or_default();
+        path = format!("{path}?{query}");
+    }
+    call(Method::GET, base, &path, ROLES_API)
+}
+
+/// The role definitions available at a scope (Strongbox's built-in roles).
+pub fn role_definitions(base: &str, scope: &str) -> Call {
     let path = format!(
-        "{}/providers/Microsoft.Authorization/roleAssignments?{query}",
+        "{}/providers/Microsoft.Authorization/roleDefinitions",
         scope_path(scope)
     );
     call(Method::GET, base, &path, ROLES_API)
@@ -684,12 +702,20 @@ mod tests {
                 "principalId": "oid", "principalType": "ServicePrincipal"}})
         );
         assert_eq!(
-            path(&role_list(B, "/subscriptions/sub", None)),
+            path(&role_list(B, "/subscriptions/sub", None, true)),
             "/subscriptions/sub/providers/Microsoft.Authorization/roleAssignments?%24filter=atScope%28%29&api-version=2022-04-01"
         );
+        assert_eq!(
+            path(&role_list(B, "/subscriptions/sub", None, false)),
+            "/subscriptions/sub/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01"
+        );
         assert!(
-            path(&role_list(B, "/subscriptions/sub", Some("o'1")))
-                .contains("principalId+eq+%27o1%27")
+            path(&role_list(B, "/subscriptions/sub", Some("o'1"), true))
+                .contains("%24filter=atScope%28%29+and+principalId+eq+%27o1%27&")
+        );
+        assert_eq!(
+            path(&role_definitions(B, "/subscriptions/sub")),
+            "/subscriptions/sub/providers/Microsoft.Authorization/roleDefinitions?api-version=2022-04-01"
         );
         assert_eq!(
             role_guid("key vault secrets user").unwrap(),

@@ -40,6 +40,16 @@ impl Out {
     }
 }
 
+impl Out {
+    /// A usage error found by the argument parser: exit 2, `error: …` first.
+    #[track_caller]
+    pub fn fails_usage(self) -> Out {
+        assert_eq!(self.code, 2, "stdout: {}\nstderr: {}", self.out, self.err);
+        assert!(self.err.starts_with("error: "), "{}", self.err);
+        self
+    }
+}
+
 /// The client side of one server: its credentials file and a config dir of its own.
 pub struct Sb {
     pub creds: PathBuf,

@@ -828,6 +828,8 @@ async fn system_assigned_identities_live_and_die_with_their_resource_and_the_cli
     let (code, out, err) = cli(&[
         "role",
         "assign",
+        "-o",
+        "json",
         "--role",
         "Key Vault Secrets User",
         "--assignee",
@@ -847,7 +849,16 @@ async fn system_assigned_identities_live_and_die_with_their_resource_and_the_cli
             .unwrap()
             .ends_with("/vaults/dev/secrets/only-this")
     );
-    let (code, out, _) = cli(&["role", "list", "--assignee", oid, "--data-dir", d]);
+    let (code, out, _) = cli(&[
+        "role",
+        "list",
+        "-o",
+        "json",
+        "--assignee",
+        oid,
+        "--data-dir",
+        d,
+    ]);
     assert_eq!(code, 0);
     assert_eq!(
         serde_json::from_str::<Value>(&out)
@@ -867,7 +878,7 @@ async fn system_assigned_identities_live_and_die_with_their_resource_and_the_cli
         "--data-dir",
         d,
     ]);
-    assert_ne!(code, 0);
+    assert_eq!(code, 2, "a usage error: {err}");
     assert!(err.contains("unknown role"));
 
     // Deleting the resource's identity removes it, with its role assignments.
@@ -875,7 +886,16 @@ async fn system_assigned_identities_live_and_die_with_their_resource_and_the_cli
     assert_eq!(code, 0, "{err}");
     let (s, _) = arm(&server, Some(&admin), Method::GET, &path, None).await;
     assert_eq!(s, 404);
-    let (code, out, _) = cli(&["role", "list", "--assignee", oid, "--data-dir", d]);
+    let (code, out, _) = cli(&[
+        "role",
+        "list",
+        "-o",
+        "json",
+        "--assignee",
+        oid,
+        "--data-dir",
+        d,
+    ]);
     assert_eq!(code, 0);
     assert_eq!(out.trim(), "[]");
     let (code, _, err) = cli(&[
@@ -886,5 +906,6 @@ async fn system_assigned_identities_live_and_die_with_their_resource_and_the_cli
         "--data-dir",
         d,
     ]);
-    assert_eq!(code, 1, "already gone with the identity: {err}");
+    assert_eq!(code, 4, "already gone with the identity: {err}");
+    assert!(err.starts_with("error: RoleAssignmentNotFound: "), "{err}");
 }

@@ -9,6 +9,7 @@ mod cli_audit;
 mod cli_secrets;
 mod cli_support;
 mod cli_transfer;
+mod cli_vaults;
 mod durability;
 mod errors;
 mod identities;
