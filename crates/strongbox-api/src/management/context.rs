@@ -24,6 +24,8 @@ use strongbox_store::AuditEntry;
 
 /// Largest vault or lock request body: a vault with 1024 access policies fits.
 pub const MAX_MGMT_BODY_BYTES: usize = 1024 * 1024;
+/// Largest role-assignment or managed-identity request body.
+pub const MAX_AUTHZ_BODY_BYTES: usize = 64 * 1024;
 /// Page size of lists when `$top` is not given, and the most it may ask for.
 pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
@@ -319,7 +321,7 @@ impl ArmCtx {
 /// Parses a JSON body of at most `max` bytes strictly (unknown fields are refused by the target
 /// types), or says what is wrong with it in ARM's shape without quoting the input.
 pub fn json_body<T: DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
+    body: &Result<Bytes, BytesRejection>,
     max: usize,
 ) -> Result<T, ArmError> {
     let too_large = || {
@@ -346,7 +348,7 @@ pub fn json_body<T: DeserializeOwned>(
             "The request content is empty.",
         ));
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
+    serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         let what = match e.classify() {
             Category::Io | Category::Eof => "the body ended early".to_string(),

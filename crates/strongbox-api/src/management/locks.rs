@@ -95,7 +95,7 @@ async fn run(app: Arc<AppState>, ctx: ArmCtx, target: LockTarget<'_>, op: Op) ->
                 Ok(Done::json(StatusCode::OK, &lock, false))
             }
             Op::Put(name, body) => {
-                let params = json_body(body, MAX_MGMT_BODY_BYTES)?;
+                let params = json_body(&body, MAX_MGMT_BODY_BYTES)?;
                 let (lock, created) =
                     locks::put(store, &*app.clock, &audit, &target, &name, params).await?;
                 let status = if created {

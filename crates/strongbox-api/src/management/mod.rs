@@ -17,7 +17,6 @@ use std::sync::Arc;
 use strongbox_domain::{Caller, DomainError, rbac};
 use strongbox_identity::Plane;
 
-mod arm_support;
 mod context;
 mod identities;
 mod locks;

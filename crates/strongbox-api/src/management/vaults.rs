@@ -119,7 +119,7 @@ async fn put_vault(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     vault_op!(app, ctx, path, actions::VAULT_WRITE, |r| {
-        let params = json_body(body, MAX_MGMT_BODY_BYTES)?;
+        let params = json_body(&body, MAX_MGMT_BODY_BYTES)?;
         let (v, created) = lifecycle::create_or_update(&r, params).await?;
         let status = if created {
             StatusCode::CREATED
@@ -137,7 +137,7 @@ async fn patch_vault(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     vault_op!(app, ctx, path, actions::VAULT_WRITE, |r| {
-        let params = json_body(body, MAX_MGMT_BODY_BYTES)?;
+        let params = json_body(&body, MAX_MGMT_BODY_BYTES)?;
         let v = lifecycle::patch(&r, params).await?;
         Ok(Done::json(StatusCode::OK, &v, true))
     })
@@ -166,7 +166,7 @@ async fn access_policies(
     };
     vault_op!(app, ctx, path, actions::ACCESS_POLICIES_WRITE, |r| {
         let edit = PolicyEdit::parse(&kind)?;
-        let params = json_body(body, MAX_MGMT_BODY_BYTES)?;
+        let params = json_body(&body, MAX_MGMT_BODY_BYTES)?;
         let echoed = lifecycle::update_access_policy(&r, edit, params).await?;
         Ok(Done::json(StatusCode::OK, &echoed, true))
     })
@@ -318,7 +318,7 @@ async fn check_name_availability(
     let outcome: Outcome = async {
         let caller = ctx.check(ApiVersions::Dates)?;
         require(&app, caller, &scope, actions::CHECK_NAME_AVAILABILITY).await?;
-        let params = json_body(body, MAX_MGMT_BODY_BYTES)?;
+        let params = json_body(&body, MAX_MGMT_BODY_BYTES)?;
         let result = lifecycle::check_name_availability(&*app.store, &sub, params).await?;
         Ok(Done::json(StatusCode::OK, &result, false))
     }
