@@ -279,7 +279,10 @@ pub const UNKNOWN_SUBSCRIPTION_CHAIN: &str = "subscription:unknown";
 /// The audit chain of a subscription-level request: the subscription's, if it exists. ARM ids
 /// are case-insensitive, so a path may spell the (lower-case) id in any case.
 pub async fn subscription_audit_chain(store: &dyn Store, subscription_id: &str) -> String {
-    for id in [subscription_id.to_string(), subscription_id.to_ascii_lowercase()] {
+    for id in [
+        subscription_id.to_string(),
+        subscription_id.to_ascii_lowercase(),
+    ] {
         if let Ok(Some(s)) = store.get_subscription(&id).await {
             return subscription_chain(&s.id);
         }

@@ -230,9 +230,9 @@ impl ArmCtx {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The query parameters' names, as the client spelled them.
-    pub fn query_names(&self) -> impl Iterator<Item = &str> {
-        self.query.iter().map(|(k, _)| k.as_str())
+    /// The query parameters, as the client spelled them.
+    pub fn query_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.query.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     pub fn audit_ctx(&self) -> AuditCtx {
@@ -315,6 +315,40 @@ impl ArmCtx {
             }
         }
         done.response
+    }
+}
+
+/// The audit record a handler's request leaves: its chain, resource and operation, bound once.
+pub struct Audited<'a> {
+    pub app: &'a AppState,
+    pub ctx: &'a ArmCtx,
+    pub chain: String,
+    pub resource_id: String,
+    pub operation: &'static str,
+}
+
+impl Audited<'_> {
+    /// The record, for a store to commit with the change it describes.
+    pub fn entry(&self, status: u16) -> AuditEntry {
+        self.ctx.entry(
+            self.app,
+            &self.chain,
+            &self.resource_id,
+            self.operation,
+            status,
+        )
+    }
+
+    pub async fn finish(&self, outcome: Outcome) -> Response {
+        self.ctx
+            .finish(
+                self.app,
+                &self.chain,
+                &self.resource_id,
+                self.operation,
+                outcome,
+            )
+            .await
     }
 }
 
