@@ -276,12 +276,18 @@ pub async fn find_live(
 /// made-up ids in paths cannot multiply chains.
 pub const UNKNOWN_SUBSCRIPTION_CHAIN: &str = "subscription:unknown";
 
-/// The audit chain of a subscription-level request: the subscription's, if it exists.
+/// The audit chain of a subscription-level request: the subscription's, if it exists. ARM ids
+/// are case-insensitive, so a path may spell the (lower-case) id in any case.
 pub async fn subscription_audit_chain(store: &dyn Store, subscription_id: &str) -> String {
-    match store.get_subscription(subscription_id).await {
-        Ok(Some(_)) => subscription_chain(subscription_id),
-        _ => UNKNOWN_SUBSCRIPTION_CHAIN.into(),
+    for id in [
+        subscription_id.to_string(),
+        subscription_id.to_ascii_lowercase(),
+    ] {
+        if let Ok(Some(s)) = store.get_subscription(&id).await {
+            return subscription_chain(&s.id);
+        }
     }
+    UNKNOWN_SUBSCRIPTION_CHAIN.into()
 }
 
 /// The audit chain a request about this vault name joins: the vault's own if it is placed in

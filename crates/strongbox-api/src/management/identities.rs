@@ -10,20 +10,22 @@
 //! Authorization is by role assignment (`Microsoft.ManagedIdentity/…/read|write|delete`, which
 //! Owner and Contributor hold); every operation is audited on the subscription's chain.
 
-use super::arm_support::{Ctx, finish, json_body, subscription_chain, tags_json, tags_value};
-use super::{ArmError, MgmtCaller, require};
+use super::context::{
+    ApiVersions, ArmCtx, Done, MAX_AUTHZ_BODY_BYTES, json_body, subscription_chain, tags_json,
+    tags_value,
+};
+use super::{ArmError, require};
 use crate::AppState;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use strongbox_domain::arm::Scope;
 use strongbox_domain::identities::{self, ManagedIdentity, NewUserAssigned, RESOURCE_TYPE};
@@ -67,7 +69,7 @@ fn identity_json(m: &ManagedIdentity) -> serde_json::Value {
         "name": m.identity.name,
         "type": RESOURCE_TYPE,
         "location": m.identity.location,
-        "tags": tags_value(&m.identity.tags_json),
+        "tags": tags_value(m.identity.tags_json.as_deref()),
         "properties": {
             "tenantId": m.principal.tenant_id,
             "principalId": m.principal.object_id,
@@ -160,34 +162,38 @@ fn not_found(rg: &str, name: &str) -> ArmError {
 
 async fn user_assigned(
     State(app): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    caller: Result<MgmtCaller, ArmError>,
+    ctx: ArmCtx,
     method: Method,
     uri: Uri,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let ctx = Ctx::new(caller, peer, &headers, &uri);
     let operation = match method {
         Method::GET => "Microsoft.ManagedIdentity/userAssignedIdentities/read",
         Method::DELETE => "Microsoft.ManagedIdentity/userAssignedIdentities/delete",
         _ => "Microsoft.ManagedIdentity/userAssignedIdentities/write",
     };
     let parsed = parse_path(uri.path());
-    let chain = subscription_chain(parsed.as_ref().map_or("unknown", |p| p.0.as_str()));
+    let chain = subscription_chain(&app, parsed.as_ref().map_or("unknown", |p| p.0.as_str())).await;
     let outcome = match parsed {
         Some((sub, rg, Some(name))) => {
             user_assigned_op(&app, &ctx, &method, operation, &sub, &rg, &name, &body).await
         }
         _ => Err(ArmError::bad_request("The identity path is not valid.")),
     };
-    finish(&app, &chain, uri.path(), operation, &ctx, outcome).await
+    ctx.finish(
+        &app,
+        &chain,
+        uri.path(),
+        operation,
+        outcome.map(Done::response),
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn user_assigned_op(
     app: &AppState,
-    ctx: &Ctx,
+    ctx: &ArmCtx,
     method: &Method,
     action: &str,
     sub: &str,
@@ -195,8 +201,7 @@ async fn user_assigned_op(
     name: &str,
     body: &Result<Bytes, BytesRejection>,
 ) -> Result<Response, ArmError> {
-    let caller = ctx.caller()?;
-    ctx.api_version(API_VERSIONS)?;
+    let caller = ctx.check(ApiVersions::Only(API_VERSIONS))?;
     subscription_in_tenant(app, sub, &caller.tenant_id).await?;
     let id = identities::user_assigned_id(sub, rg, name);
     require(app, caller, &id, action).await?;
@@ -216,7 +221,7 @@ async fn user_assigned_op(
             }
         }
         Method::PUT => {
-            let b: PutBody = json_body(body)?;
+            let b: PutBody = json_body(body, MAX_AUTHZ_BODY_BYTES)?;
             check_properties(&b.properties)?;
             let (m, created) = identities::put_user_assigned(
                 store,
@@ -238,7 +243,7 @@ async fn user_assigned_op(
             Ok((status, Json(identity_json(&m))).into_response())
         }
         _ => {
-            let b: PatchBody = json_body(body)?;
+            let b: PatchBody = json_body(body, MAX_AUTHZ_BODY_BYTES)?;
             check_properties(&b.properties)?;
             let existing = identities::get_user_assigned(store, sub, rg, name)
                 .await?
@@ -264,34 +269,25 @@ async fn user_assigned_op(
     }
 }
 
-async fn list(
-    State(app): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    caller: Result<MgmtCaller, ArmError>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = Ctx::new(caller, peer, &headers, &uri);
+async fn list(State(app): State<Arc<AppState>>, ctx: ArmCtx, uri: Uri) -> Response {
     let parsed = parse_path(uri.path());
-    let chain = subscription_chain(parsed.as_ref().map_or("unknown", |p| p.0.as_str()));
+    let chain = subscription_chain(&app, parsed.as_ref().map_or("unknown", |p| p.0.as_str())).await;
     let outcome = match parsed {
         Some((sub, rg, None)) => list_op(&app, &ctx, &sub, &rg).await,
         _ => Err(ArmError::bad_request("The identity path is not valid.")),
     };
-    finish(
+    ctx.finish(
         &app,
         &chain,
         uri.path(),
         "Microsoft.ManagedIdentity/userAssignedIdentities/read",
-        &ctx,
-        outcome,
+        outcome.map(Done::response),
     )
     .await
 }
 
-async fn list_op(app: &AppState, ctx: &Ctx, sub: &str, rg: &str) -> Result<Response, ArmError> {
-    let caller = ctx.caller()?;
-    ctx.api_version(API_VERSIONS)?;
+async fn list_op(app: &AppState, ctx: &ArmCtx, sub: &str, rg: &str) -> Result<Response, ArmError> {
+    let caller = ctx.check(ApiVersions::Only(API_VERSIONS))?;
     subscription_in_tenant(app, sub, &caller.tenant_id).await?;
     let scope = if rg.is_empty() {
         format!("/subscriptions/{sub}")
@@ -311,46 +307,39 @@ async fn list_op(app: &AppState, ctx: &Ctx, sub: &str, rg: &str) -> Result<Respo
     Ok(Json(json!({ "value": value })).into_response())
 }
 
-async fn system_assigned(
-    State(app): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    caller: Result<MgmtCaller, ArmError>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = Ctx::new(caller, peer, &headers, &uri);
+async fn system_assigned(State(app): State<Arc<AppState>>, ctx: ArmCtx, uri: Uri) -> Response {
     let owner = uri
         .path()
         .to_ascii_lowercase()
         .rfind("/providers/microsoft.managedidentity/identities/default")
         .and_then(|at| Scope::parse(&uri.path()[..at]).ok());
     let chain = subscription_chain(
+        &app,
         owner
             .as_ref()
             .map_or("unknown", |s| s.subscription_id.as_str()),
-    );
+    )
+    .await;
     let outcome = match &owner {
         Some(owner) => system_assigned_op(&app, &ctx, owner).await,
         None => Err(ArmError::bad_request("The resource path is not valid.")),
     };
-    finish(
+    ctx.finish(
         &app,
         &chain,
         uri.path(),
         "Microsoft.ManagedIdentity/identities/read",
-        &ctx,
-        outcome,
+        outcome.map(Done::response),
     )
     .await
 }
 
 async fn system_assigned_op(
     app: &AppState,
-    ctx: &Ctx,
+    ctx: &ArmCtx,
     owner: &Scope,
 ) -> Result<Response, ArmError> {
-    let caller = ctx.caller()?;
-    ctx.api_version(API_VERSIONS)?;
+    let caller = ctx.check(ApiVersions::Only(API_VERSIONS))?;
     subscription_in_tenant(app, &owner.subscription_id, &caller.tenant_id).await?;
     let owner_id = owner.id();
     require(

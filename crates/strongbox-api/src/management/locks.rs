@@ -3,7 +3,10 @@
 //! `resourcegroups` and, with the usual empty parent path, `Microsoft.KeyVault//vaults`; those
 //! spellings are routed beside the canonical one (the lock's own id).
 
-use super::arm_context::{ArmCtx, Done, Outcome, bad_path, json_body, method_not_allowed};
+use super::context::{
+    ApiVersions, ArmCtx, Done, MAX_MGMT_BODY_BYTES, Outcome, bad_path, json_body,
+    method_not_allowed,
+};
 use super::require;
 use crate::AppState;
 use axum::Router;
@@ -45,9 +48,7 @@ pub fn routes() -> Router<Arc<AppState>> {
                     .fallback(method_not_allowed),
             );
     }
-    router.layer(DefaultBodyLimit::max(
-        super::arm_context::MAX_MGMT_BODY_BYTES,
-    ))
+    router.layer(DefaultBodyLimit::max(MAX_MGMT_BODY_BYTES))
 }
 
 /// What a lock request does, once the target is known.
@@ -76,8 +77,8 @@ async fn run(app: Arc<AppState>, ctx: ArmCtx, target: LockTarget<'_>, op: Op) ->
     };
     let chain = target.audit_chain(&*app.store).await;
     let outcome: Outcome = async {
-        let caller = ctx.check()?;
-        require(&app, &caller, &target.scope(), action).await?;
+        let caller = ctx.check(ApiVersions::Dates)?;
+        require(&app, caller, &target.scope(), action).await?;
         let audit = ctx.audit_ctx();
         let store = &*app.store;
         match op {
@@ -94,7 +95,7 @@ async fn run(app: Arc<AppState>, ctx: ArmCtx, target: LockTarget<'_>, op: Op) ->
                 Ok(Done::json(StatusCode::OK, &lock, false))
             }
             Op::Put(name, body) => {
-                let params = json_body(body)?;
+                let params = json_body(&body, MAX_MGMT_BODY_BYTES)?;
                 let (lock, created) =
                     locks::put(store, &*app.clock, &audit, &target, &name, params).await?;
                 let status = if created {

@@ -17,8 +17,7 @@ use std::sync::Arc;
 use strongbox_domain::{Caller, DomainError, rbac};
 use strongbox_identity::Plane;
 
-mod arm_context;
-mod arm_support;
+mod context;
 mod identities;
 mod locks;
 mod role_assignments;

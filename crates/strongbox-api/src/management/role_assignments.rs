@@ -12,20 +12,21 @@
 //! `Microsoft.Authorization/roleAssignments/write|delete` at the scope (Owner); reading needs
 //! `…/read`. Routes exist per scope depth because the scope is a path prefix.
 
-use super::arm_support::{Ctx, finish, json_body, rfc3339, subscription_chain};
-use super::{ArmError, MgmtCaller, require};
+use super::context::{
+    ApiVersions, ArmCtx, Done, MAX_AUTHZ_BODY_BYTES, json_body, rfc3339, subscription_chain,
+};
+use super::{ArmError, require};
 use crate::AppState;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use strongbox_domain::arm::{Scope, display_scope, is_guid};
 use strongbox_domain::rbac::{self, BUILTIN_ROLES, RoleDefinition};
@@ -137,8 +138,8 @@ fn assignment_json(a: &RoleAssignmentRow) -> serde_json::Value {
             "description": null,
             "condition": null,
             "conditionVersion": null,
-            "createdOn": rfc3339(a.created),
-            "updatedOn": rfc3339(a.created),
+            "createdOn": rfc3339(a.created * 1000),
+            "updatedOn": rfc3339(a.created * 1000),
             "createdBy": null,
             "updatedBy": null,
             "delegatedManagedIdentityResourceId": null,
@@ -251,7 +252,7 @@ async fn chain_of(app: &AppState, scope: Option<&Scope>) -> String {
     {
         return v.id;
     }
-    subscription_chain(&scope.subscription_id)
+    subscription_chain(app, &scope.subscription_id).await
 }
 
 #[derive(Deserialize)]
@@ -311,14 +312,11 @@ fn parse_role_definition_id(
 
 async fn assignment(
     State(app): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    caller: Result<MgmtCaller, ArmError>,
+    ctx: ArmCtx,
     method: Method,
     uri: Uri,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let ctx = Ctx::new(caller, peer, &headers, &uri);
     let operation = match method {
         Method::PUT => "Microsoft.Authorization/roleAssignments/write",
         Method::DELETE => "Microsoft.Authorization/roleAssignments/delete",
@@ -334,19 +332,25 @@ async fn assignment(
         )),
         Some((scope, name)) => assignment_op(&app, &ctx, &method, &scope, name, &body).await,
     };
-    finish(&app, &chain, &resource_id, operation, &ctx, outcome).await
+    ctx.finish(
+        &app,
+        &chain,
+        &resource_id,
+        operation,
+        outcome.map(Done::response),
+    )
+    .await
 }
 
 async fn assignment_op(
     app: &AppState,
-    ctx: &Ctx,
+    ctx: &ArmCtx,
     method: &Method,
     scope: &Scope,
     name: &str,
     body: &Result<Bytes, BytesRejection>,
 ) -> Result<Response, ArmError> {
-    let caller = ctx.caller()?;
-    ctx.api_version(API_VERSIONS)?;
+    let caller = ctx.check(ApiVersions::Only(API_VERSIONS))?;
     let action = match *method {
         Method::PUT => "Microsoft.Authorization/roleAssignments/write",
         Method::DELETE => "Microsoft.Authorization/roleAssignments/delete",
@@ -382,7 +386,7 @@ async fn assignment_op(
             },
         },
         _ => {
-            let body: CreateBody = json_body(body)?;
+            let body: CreateBody = json_body(body, MAX_AUTHZ_BODY_BYTES)?;
             let p = body.properties;
             if p.condition.is_some()
                 || p.condition_version.is_some()
@@ -504,14 +508,7 @@ fn parse_filter(f: &str) -> Result<Filter, ArmError> {
     Ok(out)
 }
 
-async fn list_assignments(
-    State(app): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    caller: Result<MgmtCaller, ArmError>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = Ctx::new(caller, peer, &headers, &uri);
+async fn list_assignments(State(app): State<Arc<AppState>>, ctx: ArmCtx, uri: Uri) -> Response {
     let scope = split_path(uri.path(), "roleAssignments")
         .filter(|(_, name)| name.is_none())
         .and_then(|(s, _)| Scope::parse(s).ok());
@@ -520,20 +517,18 @@ async fn list_assignments(
         None => Err(ArmError::bad_request("The scope is not valid.")),
         Some(scope) => list_op(&app, &ctx, scope).await,
     };
-    finish(
+    ctx.finish(
         &app,
         &chain,
         uri.path(),
         "Microsoft.Authorization/roleAssignments/read",
-        &ctx,
-        outcome,
+        outcome.map(Done::response),
     )
     .await
 }
 
-async fn list_op(app: &AppState, ctx: &Ctx, scope: &Scope) -> Result<Response, ArmError> {
-    let caller = ctx.caller()?;
-    ctx.api_version(API_VERSIONS)?;
+async fn list_op(app: &AppState, ctx: &ArmCtx, scope: &Scope) -> Result<Response, ArmError> {
+    let caller = ctx.check(ApiVersions::Only(API_VERSIONS))?;
     authorize_scope(
         app,
         scope,
@@ -542,7 +537,7 @@ async fn list_op(app: &AppState, ctx: &Ctx, scope: &Scope) -> Result<Response, A
     )
     .await?;
     let scope_id = scope.id();
-    let filter = match ctx.param("$filter") {
+    let filter = match ctx.query("$filter") {
         Some(f) => parse_filter(f)?,
         None => Filter::default(),
     };
@@ -566,14 +561,7 @@ async fn list_op(app: &AppState, ctx: &Ctx, scope: &Scope) -> Result<Response, A
     Ok(Json(json!({ "value": value })).into_response())
 }
 
-async fn definitions(
-    State(app): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    caller: Result<MgmtCaller, ArmError>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = Ctx::new(caller, peer, &headers, &uri);
+async fn definitions(State(app): State<Arc<AppState>>, ctx: ArmCtx, uri: Uri) -> Response {
     let parsed = split_path(uri.path(), "roleDefinitions");
     let scope = parsed.and_then(|(s, _)| (!s.is_empty()).then(|| Scope::parse(s).ok()).flatten());
     let chain = chain_of(&app, scope.as_ref()).await;
@@ -586,25 +574,23 @@ async fn definitions(
         }
         Some((_, name)) => definitions_op(&app, &ctx, scope.as_ref(), name).await,
     };
-    finish(
+    ctx.finish(
         &app,
         &chain,
         uri.path(),
         "Microsoft.Authorization/roleDefinitions/read",
-        &ctx,
-        outcome,
+        outcome.map(Done::response),
     )
     .await
 }
 
 async fn definitions_op(
     app: &AppState,
-    ctx: &Ctx,
+    ctx: &ArmCtx,
     scope: Option<&Scope>,
     name: Option<&str>,
 ) -> Result<Response, ArmError> {
-    let caller = ctx.caller()?;
-    ctx.api_version(API_VERSIONS)?;
+    let caller = ctx.check(ApiVersions::Only(API_VERSIONS))?;
     // Built-in roles are public knowledge; under a scope the caller must be able to read there.
     if let Some(scope) = scope {
         authorize_scope(
@@ -632,7 +618,7 @@ async fn definitions_op(
         return Ok(Json(definition_json(subscription, role)).into_response());
     }
     let mut by_name = None;
-    if let Some(f) = ctx.param("$filter") {
+    if let Some(f) = ctx.query("$filter") {
         let f = f.trim();
         if let Some(n) = f
             .strip_prefix("roleName eq '")

@@ -3,8 +3,9 @@
 //! (`strongbox_domain::vault_lifecycle`) → one audit record (committed with the change, or
 //! appended for reads and refusals).
 
-use super::arm_context::{
-    ArmCtx, Done, Outcome, bad_path, json_body, method_not_allowed, vault_host,
+use super::context::{
+    ApiVersions, ArmCtx, Done, MAX_MGMT_BODY_BYTES, Outcome, bad_path, json_body,
+    method_not_allowed, subscription_chain, vault_chain, vault_host,
 };
 use super::require;
 use crate::AppState;
@@ -64,9 +65,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             &format!("{DELETED_VAULT}/purge"),
             post(purge_deleted).fallback(method_not_allowed),
         )
-        .layer(DefaultBodyLimit::max(
-            super::arm_context::MAX_MGMT_BODY_BYTES,
-        ))
+        .layer(DefaultBodyLimit::max(MAX_MGMT_BODY_BYTES))
 }
 
 const CHECK_NAME: &str =
@@ -83,10 +82,10 @@ macro_rules! vault_op {
             Err(e) => return bad_path(e),
         };
         let resource_id = vault_resource_id(&sub, &rg, &name);
-        let chain = lifecycle::audit_chain(&*$app.store, &sub, &name).await;
+        let chain = vault_chain(&$app, &sub, &name).await;
         let outcome: Outcome = async {
-            let caller = $ctx.check()?;
-            require(&$app, &caller, &resource_id, $action).await?;
+            let caller = $ctx.check(ApiVersions::Dates)?;
+            require(&$app, caller, &resource_id, $action).await?;
             let audit = $ctx.audit_ctx();
             let host = vault_host(&$app);
             let $r = VaultRequest {
@@ -120,7 +119,7 @@ async fn put_vault(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     vault_op!(app, ctx, path, actions::VAULT_WRITE, |r| {
-        let params = json_body(body)?;
+        let params = json_body(&body, MAX_MGMT_BODY_BYTES)?;
         let (v, created) = lifecycle::create_or_update(&r, params).await?;
         let status = if created {
             StatusCode::CREATED
@@ -138,7 +137,7 @@ async fn patch_vault(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     vault_op!(app, ctx, path, actions::VAULT_WRITE, |r| {
-        let params = json_body(body)?;
+        let params = json_body(&body, MAX_MGMT_BODY_BYTES)?;
         let v = lifecycle::patch(&r, params).await?;
         Ok(Done::json(StatusCode::OK, &v, true))
     })
@@ -167,7 +166,7 @@ async fn access_policies(
     };
     vault_op!(app, ctx, path, actions::ACCESS_POLICIES_WRITE, |r| {
         let edit = PolicyEdit::parse(&kind)?;
-        let params = json_body(body)?;
+        let params = json_body(&body, MAX_MGMT_BODY_BYTES)?;
         let echoed = lifecycle::update_access_policy(&r, edit, params).await?;
         Ok(Done::json(StatusCode::OK, &echoed, true))
     })
@@ -175,8 +174,8 @@ async fn access_policies(
 
 /// Lists live vaults of a subscription, or of one group in it.
 async fn list(app: &AppState, ctx: &ArmCtx, sub: &str, rg: Option<&str>, scope: &str) -> Outcome {
-    let caller = ctx.check()?;
-    require(app, &caller, scope, actions::VAULT_READ).await?;
+    let caller = ctx.check(ApiVersions::Dates)?;
+    require(app, caller, scope, actions::VAULT_READ).await?;
     let (top, after) = ctx.page()?;
     let (value, last) = lifecycle::list(
         &*app.store,
@@ -208,7 +207,7 @@ async fn list_in_group(
     };
     let scope = resource_group_id(&sub, &rg);
     let outcome = list(&app, &ctx, &sub, Some(&rg), &scope).await;
-    let chain = lifecycle::subscription_audit_chain(&*app.store, &sub).await;
+    let chain = subscription_chain(&app, &sub).await;
     ctx.finish(&app, &chain, &scope, actions::VAULT_READ, outcome)
         .await
 }
@@ -224,7 +223,7 @@ async fn list_in_subscription(
     };
     let scope = format!("/subscriptions/{sub}");
     let outcome = list(&app, &ctx, &sub, None, &scope).await;
-    let chain = lifecycle::subscription_audit_chain(&*app.store, &sub).await;
+    let chain = subscription_chain(&app, &sub).await;
     ctx.finish(&app, &chain, &scope, actions::VAULT_READ, outcome)
         .await
 }
@@ -240,8 +239,8 @@ async fn list_deleted(
     };
     let scope = format!("/subscriptions/{sub}");
     let outcome: Outcome = async {
-        let caller = ctx.check()?;
-        require(&app, &caller, &scope, actions::DELETED_VAULTS_READ).await?;
+        let caller = ctx.check(ApiVersions::Dates)?;
+        require(&app, caller, &scope, actions::DELETED_VAULTS_READ).await?;
         let (top, after) = ctx.page()?;
         let (value, last) =
             lifecycle::list_deleted(&*app.store, &sub, after.as_deref(), top).await?;
@@ -255,7 +254,7 @@ async fn list_deleted(
         ))
     }
     .await;
-    let chain = lifecycle::subscription_audit_chain(&*app.store, &sub).await;
+    let chain = subscription_chain(&app, &sub).await;
     ctx.finish(&app, &chain, &scope, actions::DELETED_VAULTS_READ, outcome)
         .await
 }
@@ -269,13 +268,13 @@ async fn get_deleted(State(app): State<Arc<AppState>>, ctx: ArmCtx, path: Delete
     };
     let id = deleted_vault_id(&sub, &location, &name);
     let outcome: Outcome = async {
-        let caller = ctx.check()?;
-        require(&app, &caller, &id, actions::DELETED_VAULTS_READ).await?;
+        let caller = ctx.check(ApiVersions::Dates)?;
+        require(&app, caller, &id, actions::DELETED_VAULTS_READ).await?;
         let v = lifecycle::get_deleted(&*app.store, &sub, &location, &name).await?;
         Ok(Done::json(StatusCode::OK, &v, false))
     }
     .await;
-    let chain = lifecycle::audit_chain(&*app.store, &sub, &name).await;
+    let chain = vault_chain(&app, &sub, &name).await;
     ctx.finish(&app, &chain, &id, actions::DELETED_VAULTS_READ, outcome)
         .await
 }
@@ -291,10 +290,10 @@ async fn purge_deleted(
     };
     let id = deleted_vault_id(&sub, &location, &name);
     // Chosen before the purge: afterwards the vault (and so its chain's owner) is gone.
-    let chain = lifecycle::audit_chain(&*app.store, &sub, &name).await;
+    let chain = vault_chain(&app, &sub, &name).await;
     let outcome: Outcome = async {
-        let caller = ctx.check()?;
-        require(&app, &caller, &id, actions::DELETED_VAULT_PURGE).await?;
+        let caller = ctx.check(ApiVersions::Dates)?;
+        require(&app, caller, &id, actions::DELETED_VAULT_PURGE).await?;
         let audit = ctx.audit_ctx();
         lifecycle::purge_deleted(&*app.store, &*app.clock, &audit, &sub, &location, &name).await?;
         // 200 with no Location header: the SDK's poller finishes at once.
@@ -317,14 +316,14 @@ async fn check_name_availability(
     };
     let scope = format!("/subscriptions/{sub}");
     let outcome: Outcome = async {
-        let caller = ctx.check()?;
-        require(&app, &caller, &scope, actions::CHECK_NAME_AVAILABILITY).await?;
-        let params = json_body(body)?;
+        let caller = ctx.check(ApiVersions::Dates)?;
+        require(&app, caller, &scope, actions::CHECK_NAME_AVAILABILITY).await?;
+        let params = json_body(&body, MAX_MGMT_BODY_BYTES)?;
         let result = lifecycle::check_name_availability(&*app.store, &sub, params).await?;
         Ok(Done::json(StatusCode::OK, &result, false))
     }
     .await;
-    let chain = lifecycle::subscription_audit_chain(&*app.store, &sub).await;
+    let chain = subscription_chain(&app, &sub).await;
     ctx.finish(
         &app,
         &chain,

@@ -273,35 +273,13 @@ async fn validate(
     Ok((account, audit_enabled, properties))
 }
 
-/// Resolves the vault for a request: its chain and id for the audit record, even when the
-/// request is refused.
-async fn target(
-    app: &AppState,
-    sub: &str,
-    rg: &str,
-    vault: &str,
-) -> Result<(Option<strongbox_store::VaultRow>, String, String), ArmError> {
-    let v = find_vault(app, sub, rg, vault).await?;
-    let (chain, rid) = match &v {
-        Some(v) => (v.id.clone(), v.resource_id.clone()),
-        None => (
-            format!("subscription:{}", clip(sub)),
-            vault_path_id(sub, rg, vault),
-        ),
-    };
-    Ok((v, chain, rid))
-}
-
 async fn put_setting(
     State(app): State<Arc<AppState>>,
     Path((sub, rg, vault, name)): Path<(String, String, String, String)>,
-    ctx: Ctx,
+    ctx: ArmCtx,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (v, chain, rid) = match target(&app, &sub, &rg, &vault).await {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
-    };
+    let (v, chain, rid) = vault_target(&app, &sub, &rg, &vault).await;
     let a = Audited {
         app: &app,
         ctx: &ctx,
@@ -310,16 +288,15 @@ async fn put_setting(
         operation: "Microsoft.Insights/diagnosticSettings/write",
     };
     let outcome = async {
-        let caller = caller(&ctx)?;
-        api_version(&ctx, |v| API_VERSIONS.contains(&v))?;
+        let caller = ctx.check(ApiVersions::Only(API_VERSIONS))?;
         require(&app, caller, &rid, a.operation).await?;
-        let vault = v.ok_or_else(|| vault_not_found(&rg, &vault))?;
+        let vault = v?;
         if !valid_setting_name(&name) {
             return Err(ArmError::bad_request(
                 "The diagnostic setting name must have 1-260 characters and none of <>*%&:\\?/#+|\".",
             ));
         }
-        let b: PutBody = body(raw)?;
+        let b: PutBody = json_body(&raw, crate::MAX_BODY_BYTES)?;
         let (account, audit_enabled, properties) = validate(&app, caller, b.properties).await?;
         let existing = app.store.get_diagnostic_setting(&vault.id, &name).await?;
         if existing.is_none()
@@ -344,18 +321,15 @@ async fn put_setting(
         Ok((StatusCode::OK, Json(view(&vault.resource_id, &row))).into_response())
     }
     .await;
-    a.respond_committed(outcome).await
+    a.finish(outcome.map(Done::committed)).await
 }
 
 async fn get_setting(
     State(app): State<Arc<AppState>>,
     Path((sub, rg, vault, name)): Path<(String, String, String, String)>,
-    ctx: Ctx,
+    ctx: ArmCtx,
 ) -> Response {
-    let (v, chain, rid) = match target(&app, &sub, &rg, &vault).await {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
-    };
+    let (v, chain, rid) = vault_target(&app, &sub, &rg, &vault).await;
     let a = Audited {
         app: &app,
         ctx: &ctx,
@@ -364,10 +338,9 @@ async fn get_setting(
         operation: "Microsoft.Insights/diagnosticSettings/read",
     };
     let outcome = async {
-        let caller = caller(&ctx)?;
-        api_version(&ctx, |v| API_VERSIONS.contains(&v))?;
+        let caller = ctx.check(ApiVersions::Only(API_VERSIONS))?;
         require(&app, caller, &rid, a.operation).await?;
-        let vault = v.ok_or_else(|| vault_not_found(&rg, &vault))?;
+        let vault = v?;
         let s = app
             .store
             .get_diagnostic_setting(&vault.id, &name)
@@ -384,18 +357,15 @@ async fn get_setting(
         ))
     }
     .await;
-    a.respond(outcome).await
+    a.finish(outcome.map(|(_, r)| Done::response(r))).await
 }
 
 async fn delete_setting(
     State(app): State<Arc<AppState>>,
     Path((sub, rg, vault, name)): Path<(String, String, String, String)>,
-    ctx: Ctx,
+    ctx: ArmCtx,
 ) -> Response {
-    let (v, chain, rid) = match target(&app, &sub, &rg, &vault).await {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
-    };
+    let (v, chain, rid) = vault_target(&app, &sub, &rg, &vault).await;
     let a = Audited {
         app: &app,
         ctx: &ctx,
@@ -404,10 +374,9 @@ async fn delete_setting(
         operation: "Microsoft.Insights/diagnosticSettings/delete",
     };
     let outcome = async {
-        let caller = caller(&ctx)?;
-        api_version(&ctx, |v| API_VERSIONS.contains(&v))?;
+        let caller = ctx.check(ApiVersions::Only(API_VERSIONS))?;
         require(&app, caller, &rid, a.operation).await?;
-        let vault = v.ok_or_else(|| vault_not_found(&rg, &vault))?;
+        let vault = v?;
         match app
             .store
             .delete_diagnostic_setting(&vault.id, &name, a.entry(200))
@@ -423,25 +392,19 @@ async fn delete_setting(
         Ok(true) => StatusCode::OK.into_response(),
         // Nothing to delete: 204, as ARM answers.
         Ok(false) => {
-            a.respond(Ok((
-                StatusCode::NO_CONTENT,
-                StatusCode::NO_CONTENT.into_response(),
-            )))
-            .await
+            a.finish(Ok(Done::empty(StatusCode::NO_CONTENT, false)))
+                .await
         }
-        Err(e) => a.respond(Err(e)).await,
+        Err(e) => a.finish(Err(e)).await,
     }
 }
 
 async fn list_settings(
     State(app): State<Arc<AppState>>,
     Path((sub, rg, vault)): Path<(String, String, String)>,
-    ctx: Ctx,
+    ctx: ArmCtx,
 ) -> Response {
-    let (v, chain, rid) = match target(&app, &sub, &rg, &vault).await {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
-    };
+    let (v, chain, rid) = vault_target(&app, &sub, &rg, &vault).await;
     let a = Audited {
         app: &app,
         ctx: &ctx,
@@ -450,10 +413,9 @@ async fn list_settings(
         operation: "Microsoft.Insights/diagnosticSettings/read",
     };
     let outcome = async {
-        let caller = caller(&ctx)?;
-        api_version(&ctx, |v| API_VERSIONS.contains(&v))?;
+        let caller = ctx.check(ApiVersions::Only(API_VERSIONS))?;
         require(&app, caller, &rid, a.operation).await?;
-        let vault = v.ok_or_else(|| vault_not_found(&rg, &vault))?;
+        let vault = v?;
         let value: Vec<Value> = app
             .store
             .list_diagnostic_settings(&vault.id)
@@ -467,7 +429,7 @@ async fn list_settings(
         ))
     }
     .await;
-    a.respond(outcome).await
+    a.finish(outcome.map(|(_, r)| Done::response(r))).await
 }
 
 #[cfg(test)]

@@ -43,18 +43,17 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 /// The filters both endpoints share (times are checked by the caller).
-fn filter(ctx: &Ctx, chain: &str) -> Result<AuditFilter, ArmError> {
-    let q = &ctx.query;
+fn filter(ctx: &ArmCtx, chain: &str) -> Result<AuditFilter, ArmError> {
     let text = |k: &str| -> Result<Option<String>, ArmError> {
-        match q.get(k) {
+        match ctx.query(k) {
             None => Ok(None),
             Some(v) if v.is_empty() || v.len() > 128 => Err(ArmError::bad_request(format!(
                 "The '{k}' parameter must have 1 to 128 characters."
             ))),
-            Some(v) => Ok(Some(v.clone())),
+            Some(v) => Ok(Some(v.to_string())),
         }
     };
-    let result_type = match q.get("result").map(|r| r.to_ascii_lowercase()) {
+    let result_type = match ctx.query("result").map(|r| r.to_ascii_lowercase()) {
         None => None,
         Some(r) if r == "success" => Some("Success".to_string()),
         Some(r) if r == "failure" => Some("Failure".to_string()),
@@ -64,7 +63,7 @@ fn filter(ctx: &Ctx, chain: &str) -> Result<AuditFilter, ArmError> {
             ));
         }
     };
-    let time = |k: &str| q.get(k).map(|v| parse_rfc3339(k, v)).transpose();
+    let time = |k: &str| ctx.query(k).map(|v| parse_rfc3339(k, v)).transpose();
     let f = AuditFilter {
         chain: chain.to_string(),
         from_ms: time("from")?,
@@ -81,8 +80,12 @@ fn filter(ctx: &Ctx, chain: &str) -> Result<AuditFilter, ArmError> {
     Ok(f)
 }
 
-fn known_params(ctx: &Ctx, allowed: &[&str]) -> Result<(), ArmError> {
-    match ctx.query.keys().find(|k| !allowed.contains(&k.as_str())) {
+fn known_params(ctx: &ArmCtx, allowed: &[&str]) -> Result<(), ArmError> {
+    match ctx
+        .query_pairs()
+        .map(|(k, _)| k)
+        .find(|k| !allowed.iter().any(|a| a.eq_ignore_ascii_case(k)))
+    {
         Some(k) => Err(ArmError::bad_request(format!(
             "Unknown query parameter '{}'.",
             clip(k)
@@ -94,30 +97,20 @@ fn known_params(ctx: &Ctx, allowed: &[&str]) -> Result<(), ArmError> {
 async fn query(
     State(app): State<Arc<AppState>>,
     Path((sub, rg, vault)): Path<(String, String, String)>,
-    ctx: Ctx,
+    ctx: ArmCtx,
 ) -> Response {
-    let v = match find_vault(&app, &sub, &rg, &vault).await {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let rid = v.as_ref().map_or_else(
-        || vault_path_id(&sub, &rg, &vault),
-        |v| v.resource_id.clone(),
-    );
+    let (v, chain, rid) = vault_target(&app, &sub, &rg, &vault).await;
     let a = Audited {
         app: &app,
         ctx: &ctx,
-        chain: v
-            .as_ref()
-            .map_or_else(|| format!("subscription:{}", clip(&sub)), |v| v.id.clone()),
+        chain,
         resource_id: rid.clone(),
         operation: ACTION,
     };
     let outcome = async {
-        let caller = caller(&ctx)?;
-        api_version(&ctx, date_version)?;
+        let caller = ctx.check(ApiVersions::Dates)?;
         require(&app, caller, &rid, ACTION).await?;
-        let vault = v.as_ref().ok_or_else(|| vault_not_found(&rg, &vault))?;
+        let vault = v?;
         known_params(
             &ctx,
             &[
@@ -132,7 +125,7 @@ async fn query(
             ],
         )?;
         let f = filter(&ctx, &vault.id)?;
-        let top = match ctx.query.get("$top") {
+        let top = match ctx.query("$top") {
             None => DEFAULT_TOP,
             Some(t) => t
                 .parse::<u32>()
@@ -140,7 +133,7 @@ async fn query(
                 .filter(|t| (1..=MAX_TOP).contains(t))
                 .ok_or_else(|| ArmError::bad_request(format!("$top must be 1 to {MAX_TOP}.")))?,
         };
-        let after = match ctx.query.get("$skiptoken") {
+        let after = match ctx.query("$skiptoken") {
             None => 0,
             Some(t) => t
                 .parse::<i64>()
@@ -152,10 +145,8 @@ async fn query(
         let next = (rows.len() as u32 == top).then(|| {
             let last = rows.last().map_or(after, |r| r.seq);
             let mut pairs: Vec<(&str, &str)> = ctx
-                .query
-                .iter()
-                .filter(|(k, _)| k.as_str() != "$skiptoken")
-                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .query_pairs()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("$skiptoken"))
                 .collect();
             pairs.sort();
             let last = last.to_string();
@@ -184,7 +175,7 @@ async fn query(
         ))
     }
     .await;
-    a.respond(outcome).await
+    a.finish(outcome.map(|(_, r)| Done::response(r))).await
 }
 
 fn counts(list: &[Count], key: &str, with_failures: bool) -> Vec<Value> {
@@ -204,30 +195,20 @@ fn counts(list: &[Count], key: &str, with_failures: bool) -> Vec<Value> {
 async fn insights(
     State(app): State<Arc<AppState>>,
     Path((sub, rg, vault)): Path<(String, String, String)>,
-    ctx: Ctx,
+    ctx: ArmCtx,
 ) -> Response {
-    let v = match find_vault(&app, &sub, &rg, &vault).await {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let rid = v.as_ref().map_or_else(
-        || vault_path_id(&sub, &rg, &vault),
-        |v| v.resource_id.clone(),
-    );
+    let (v, chain, rid) = vault_target(&app, &sub, &rg, &vault).await;
     let a = Audited {
         app: &app,
         ctx: &ctx,
-        chain: v
-            .as_ref()
-            .map_or_else(|| format!("subscription:{}", clip(&sub)), |v| v.id.clone()),
+        chain,
         resource_id: rid.clone(),
         operation: ACTION,
     };
     let outcome = async {
-        let caller = caller(&ctx)?;
-        api_version(&ctx, date_version)?;
+        let caller = ctx.check(ApiVersions::Dates)?;
         require(&app, caller, &rid, ACTION).await?;
-        let vault = v.as_ref().ok_or_else(|| vault_not_found(&rg, &vault))?;
+        let vault = v?;
         known_params(
             &ctx,
             &[
@@ -247,7 +228,7 @@ async fn insights(
             return Err(ArmError::bad_request("'from' must be before 'to'."));
         }
         (f.from_ms, f.to_ms) = (Some(from), Some(to));
-        let interval = match ctx.query.get("interval") {
+        let interval = match ctx.query("interval") {
             None => 3_600_000,
             Some(i) => parse_duration(i).ok_or_else(|| {
                 ArmError::bad_request(
@@ -280,7 +261,7 @@ async fn insights(
             "resourceId": vault.resource_id,
             "from": rfc3339(from),
             "to": rfc3339(to),
-            "interval": ctx.query.get("interval").cloned().unwrap_or_else(|| "PT1H".into()),
+            "interval": ctx.query("interval").unwrap_or("PT1H"),
             "intervalMs": interval,
             "total": ins.total,
             "failures": ins.failures,
@@ -299,5 +280,5 @@ async fn insights(
         Ok((StatusCode::OK, Json(body).into_response()))
     }
     .await;
-    a.respond(outcome).await
+    a.finish(outcome.map(|(_, r)| Done::response(r))).await
 }

@@ -191,19 +191,18 @@ fn account_not_found(name: &str) -> ArmError {
 async fn put_account(
     State(app): State<Arc<AppState>>,
     Path((sub, rg, name)): Path<(String, String, String)>,
-    ctx: Ctx,
+    ctx: ArmCtx,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response {
     let a = Audited {
         app: &app,
         ctx: &ctx,
-        chain: format!("subscription:{}", clip(&sub)),
+        chain: subscription_chain(&app, &sub).await,
         resource_id: account_id(&clip(&sub), &clip(&rg), &clip(&name)),
         operation: "Microsoft.Storage/storageAccounts/write",
     };
     let outcome = async {
-        let caller = caller(&ctx)?;
-        api_version(&ctx, date_version)?;
+        let caller = ctx.check(ApiVersions::Dates)?;
         require(&app, caller, &a.resource_id, a.operation).await?;
         if !valid_resource_group(&rg) {
             return Err(ArmError::bad_request("The resource group name is invalid."));
@@ -214,7 +213,7 @@ async fn put_account(
                 clip(&name)
             )));
         }
-        let b: PutBody = body(raw)?;
+        let b: PutBody = json_body(&raw, crate::MAX_BODY_BYTES)?;
         if b.location.is_empty() || b.location.len() > 64 {
             return Err(ArmError::bad_request(
                 "location must have 1 to 64 characters.",
@@ -301,24 +300,23 @@ async fn put_account(
         }
     }
     .await;
-    a.respond_committed(outcome).await
+    a.finish(outcome.map(Done::committed)).await
 }
 
 async fn get_account(
     State(app): State<Arc<AppState>>,
     Path((sub, rg, name)): Path<(String, String, String)>,
-    ctx: Ctx,
+    ctx: ArmCtx,
 ) -> Response {
     let a = Audited {
         app: &app,
         ctx: &ctx,
-        chain: format!("subscription:{}", clip(&sub)),
+        chain: subscription_chain(&app, &sub).await,
         resource_id: account_id(&clip(&sub), &clip(&rg), &clip(&name)),
         operation: "Microsoft.Storage/storageAccounts/read",
     };
     let outcome = async {
-        let caller = caller(&ctx)?;
-        api_version(&ctx, date_version)?;
+        let caller = ctx.check(ApiVersions::Dates)?;
         require(&app, caller, &a.resource_id, a.operation).await?;
         match app
             .store
@@ -335,24 +333,23 @@ async fn get_account(
         }
     }
     .await;
-    a.respond(outcome).await
+    a.finish(outcome.map(|(_, r)| Done::response(r))).await
 }
 
 async fn delete_account(
     State(app): State<Arc<AppState>>,
     Path((sub, rg, name)): Path<(String, String, String)>,
-    ctx: Ctx,
+    ctx: ArmCtx,
 ) -> Response {
     let a = Audited {
         app: &app,
         ctx: &ctx,
-        chain: format!("subscription:{}", clip(&sub)),
+        chain: subscription_chain(&app, &sub).await,
         resource_id: account_id(&clip(&sub), &clip(&rg), &clip(&name)),
         operation: "Microsoft.Storage/storageAccounts/delete",
     };
     let outcome = async {
-        let caller = caller(&ctx)?;
-        api_version(&ctx, date_version)?;
+        let caller = ctx.check(ApiVersions::Dates)?;
         require(&app, caller, &a.resource_id, a.operation).await?;
         let name = name.to_ascii_lowercase();
         let here = app.store.get_storage_account(&name).await?.filter(|acc| {
@@ -377,17 +374,14 @@ async fn delete_account(
     match outcome {
         Ok(Some(r)) => r,
         Ok(None) => {
-            a.respond(Ok((
-                StatusCode::NO_CONTENT,
-                StatusCode::NO_CONTENT.into_response(),
-            )))
-            .await
+            a.finish(Ok(Done::empty(StatusCode::NO_CONTENT, false)))
+                .await
         }
-        Err(e) => a.respond(Err(e)).await,
+        Err(e) => a.finish(Err(e)).await,
     }
 }
 
-async fn list(app: &AppState, ctx: &Ctx, sub: &str, rg: Option<&str>) -> Response {
+async fn list(app: &AppState, ctx: &ArmCtx, sub: &str, rg: Option<&str>) -> Response {
     let scope = match rg {
         Some(rg) => format!("/subscriptions/{}/resourceGroups/{}", clip(sub), clip(rg)),
         None => format!("/subscriptions/{}", clip(sub)),
@@ -395,13 +389,12 @@ async fn list(app: &AppState, ctx: &Ctx, sub: &str, rg: Option<&str>) -> Respons
     let a = Audited {
         app,
         ctx,
-        chain: format!("subscription:{}", clip(sub)),
+        chain: subscription_chain(app, sub).await,
         resource_id: scope.clone(),
         operation: "Microsoft.Storage/storageAccounts/read",
     };
     let outcome = async {
-        let caller = caller(ctx)?;
-        api_version(ctx, date_version)?;
+        let caller = ctx.check(ApiVersions::Dates)?;
         require(app, caller, &scope, a.operation).await?;
         let rg = rg.map(str::to_ascii_lowercase);
         let all = app.store.list_storage_accounts(sub, rg.as_deref()).await?;
@@ -412,13 +405,13 @@ async fn list(app: &AppState, ctx: &Ctx, sub: &str, rg: Option<&str>) -> Respons
         ))
     }
     .await;
-    a.respond(outcome).await
+    a.finish(outcome.map(|(_, r)| Done::response(r))).await
 }
 
 async fn list_in_group(
     State(app): State<Arc<AppState>>,
     Path((sub, rg)): Path<(String, String)>,
-    ctx: Ctx,
+    ctx: ArmCtx,
 ) -> Response {
     list(&app, &ctx, &sub, Some(&rg)).await
 }
@@ -426,7 +419,7 @@ async fn list_in_group(
 async fn list_in_subscription(
     State(app): State<Arc<AppState>>,
     Path(sub): Path<String>,
-    ctx: Ctx,
+    ctx: ArmCtx,
 ) -> Response {
     list(&app, &ctx, &sub, None).await
 }
