@@ -246,6 +246,23 @@ def test_list_by_resource_group_pages_with_next_link(sb, kv, rg):
     assert all(b["nextLink"].startswith(sb.authority) for b in bodies[:-1])
 
 
+def test_vaults_list_through_the_generic_resources_endpoint(sb, kv, rg):
+    """`vaults.list()` calls /subscriptions/{sub}/resources with a resourceType filter (and drops
+    the filter on later pages): every live vault comes back, deleted ones do not."""
+    names = {vault_name() for _ in range(3)}
+    for n in names:
+        create(kv, sb, rg, n)
+    gone = vault_name()
+    create(kv, sb, rg, gone)
+    kv.vaults.delete(rg, gone)
+    listed = [v for v in kv.vaults.list(top=2)]
+    assert names <= {v.name for v in listed} and gone not in {v.name for v in listed}
+    assert all(v.type == f"{KV}/vaults" for v in listed)
+    with pytest.raises(HttpResponseError) as e:
+        list(kv.vaults.list(filter="resourceType eq 'Microsoft.Compute/virtualMachines'"))
+    assert e.value.status_code == 400
+
+
 def test_soft_delete_hides_the_vault_and_recovery_brings_it_back_with_secrets(sb, kv, rg, admin_oid):
     name = vault_name()
     create(kv, sb, rg, name, [policy(sb, admin_oid)], soft_delete_retention_in_days=7)

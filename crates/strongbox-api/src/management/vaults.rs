@@ -26,6 +26,7 @@ use strongbox_types::arm_vaults::ArmList;
 const GROUP_VAULTS: &str = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.KeyVault/vaults";
 const SUBSCRIPTION_VAULTS: &str =
     "/subscriptions/{subscriptionId}/providers/Microsoft.KeyVault/vaults";
+const SUBSCRIPTION_RESOURCES: &str = "/subscriptions/{subscriptionId}/resources";
 const DELETED_VAULTS: &str =
     "/subscriptions/{subscriptionId}/providers/Microsoft.KeyVault/deletedVaults";
 const DELETED_VAULT: &str = "/subscriptions/{subscriptionId}/providers/Microsoft.KeyVault/locations/{location}/deletedVaults/{vaultName}";
@@ -51,6 +52,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             SUBSCRIPTION_VAULTS,
             get(list_in_subscription).fallback(method_not_allowed),
+        )
+        .route(
+            SUBSCRIPTION_RESOURCES,
+            get(list_resources).fallback(method_not_allowed),
         )
         .route(
             DELETED_VAULTS,
@@ -226,6 +231,43 @@ async fn list_in_subscription(
     let chain = subscription_chain(&app, &sub).await;
     ctx.finish(&app, &chain, &scope, actions::VAULT_READ, outcome)
         .await
+}
+
+/// `GET /subscriptions/{sub}/resources`, the generic resource list that azure-mgmt-keyvault's
+/// `vaults.list()` (and the JS SDK's) calls with `$filter=resourceType eq
+/// 'Microsoft.KeyVault/vaults'`. Only vaults are listed here; the SDKs drop the filter from the
+/// next page's request, so a missing filter means the same list, and any other is refused.
+async fn list_resources(
+    State(app): State<Arc<AppState>>,
+    ctx: ArmCtx,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Path(sub) = match path {
+        Ok(p) => p,
+        Err(e) => return bad_path(e),
+    };
+    let scope = format!("/subscriptions/{sub}");
+    let outcome = match ctx.query("$filter") {
+        // Authentication first, so an anonymous caller learns nothing from the filter check.
+        Some(f) if !is_vault_type_filter(f) => ctx.check().and_then(|_| {
+            Err(super::ArmError::bad_request(
+                "The $filter is not supported: use resourceType eq 'Microsoft.KeyVault/vaults'.",
+            ))
+        }),
+        _ => list(&app, &ctx, &sub, None, &scope).await,
+    };
+    let chain = lifecycle::subscription_audit_chain(&*app.store, &sub).await;
+    ctx.finish(&app, &chain, &scope, actions::VAULT_READ, outcome)
+        .await
+}
+
+/// `resourceType eq 'Microsoft.KeyVault/vaults'`, in any case and spacing.
+fn is_vault_type_filter(f: &str) -> bool {
+    let words: Vec<&str> = f.split_whitespace().collect();
+    matches!(words.as_slice(), [field, op, value]
+        if field.eq_ignore_ascii_case("resourceType")
+            && op.eq_ignore_ascii_case("eq")
+            && value.eq_ignore_ascii_case("'Microsoft.KeyVault/vaults'"))
 }
 
 async fn list_deleted(
