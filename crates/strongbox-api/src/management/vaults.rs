@@ -249,7 +249,7 @@ async fn list_resources(
     let scope = format!("/subscriptions/{sub}");
     let outcome = match ctx.query("$filter") {
         // Authentication first, so an anonymous caller learns nothing from the filter check.
-        Some(f) if !is_vault_type_filter(f) => ctx.check().and_then(|_| {
+        Some(f) if !is_vault_type_filter(f) => ctx.check(ApiVersions::Dates).and_then(|_| {
             Err(super::ArmError::bad_request(
                 "The $filter is not supported: use resourceType eq 'Microsoft.KeyVault/vaults'.",
             ))
