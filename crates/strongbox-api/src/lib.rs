@@ -70,12 +70,31 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(msi::routes())
         .fallback(data_plane::handle)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::map_response(add_service_headers))
+        .layer(axum::middleware::from_fn(add_service_headers))
         .with_state(state)
 }
 
-async fn add_service_headers(mut response: axum::response::Response) -> axum::response::Response {
+/// Azure's response headers: a request id, the service version, no caching, and the client's
+/// `x-ms-client-request-id` echoed back when it is a plain token (never anything longer or odd).
+async fn add_service_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let client_request_id = request
+        .headers()
+        .get("x-ms-client-request-id")
+        .filter(|v| {
+            v.len() <= 64
+                && v.as_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        })
+        .cloned();
+    let mut response = next.run(request).await;
     let headers = response.headers_mut();
+    if let Some(id) = client_request_id {
+        headers.insert(HeaderName::from_static("x-ms-client-request-id"), id);
+    }
     if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
         headers.insert(HeaderName::from_static("x-ms-request-id"), v);
     }

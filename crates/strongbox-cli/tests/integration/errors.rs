@@ -170,6 +170,27 @@ async fn bad_input_gets_azure_shaped_errors() {
             "SecretNotFound",
         ),
     ];
+    // The client's request id comes back; an oversized one does not.
+    let resp = server
+        .client
+        .get(format!("{dev}/secrets?api-version=7.6"))
+        .bearer_auth(&token)
+        .header("x-ms-client-request-id", "c0ffee-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-ms-client-request-id"], "c0ffee-42");
+    assert!(resp.headers().contains_key("x-ms-request-id"));
+    let resp = server
+        .client
+        .get(format!("{dev}/secrets?api-version=7.6"))
+        .bearer_auth(&token)
+        .header("x-ms-client-request-id", "x".repeat(10_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(!resp.headers().contains_key("x-ms-client-request-id"));
     for (label, method, url, body, status, code) in cases {
         let (s, b) = raw(&server, &token, method, url, body).await;
         assert_eq!(s, status, "{label}: {b}");
