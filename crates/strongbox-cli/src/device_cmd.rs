@@ -201,9 +201,13 @@ pub async fn run(g: &Global, command: DeviceCommand) -> anyhow::Result<ExitCode>
                 Format::Json => output::json(&body),
                 _ => {
                     if body["vaultDeleted"] == true {
-                        println!("Deleted device '{name}', its identity and its vault '{vault}' (soft-deleted; recoverable for its retention period).");
+                        println!(
+                            "Deleted device '{name}', its identity and its vault '{vault}' (soft-deleted; recoverable for its retention period)."
+                        );
                     } else if body["vaultKept"] == true {
-                        println!("Deleted device '{name}' and its identity; its vault '{vault}' is kept with its secrets and lock.");
+                        println!(
+                            "Deleted device '{name}' and its identity; its vault '{vault}' is kept with its secrets and lock."
+                        );
                     } else {
                         println!("Deleted device '{name}' and its identity.");
                     }
@@ -221,7 +225,12 @@ fn confirm(name: &str, vault: &str) -> anyhow::Result<bool> {
     let mut ask = |prompt: &str| -> anyhow::Result<String> {
         eprint!("{prompt}");
         std::io::stderr().flush()?;
-        Ok(lines.next().transpose()?.unwrap_or_default().trim().to_string())
+        Ok(lines
+            .next()
+            .transpose()?
+            .unwrap_or_default()
+            .trim()
+            .to_string())
     };
     let typed = ask(&format!("Type the device name ('{name}') to delete it: "))?;
     if typed != name {

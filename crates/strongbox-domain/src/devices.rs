@@ -178,7 +178,10 @@ mod tests {
             assert!(crate::names::vault_name(&v).is_ok(), "{device} -> {v}");
             let s = audit_account_name(&v);
             assert!((3..=24).contains(&s.len()), "{s}");
-            assert!(s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+            assert!(
+                s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            );
         }
         assert_eq!(default_vault_name("Edge-01", "ab12cd34"), "edge-01-kvab12");
         assert!(valid_device_name("edge-1") && !valid_device_name("-e") && !valid_device_name("e"));

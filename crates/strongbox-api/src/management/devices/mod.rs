@@ -48,7 +48,8 @@ pub const DEVICE_TAG: &str = "strongbox-device-id";
 /// Tag on the audit storage account naming the vault (Azure tags it with the vault name).
 pub const VAULT_TAG: &str = "keyVaultName";
 
-const GROUP_DEVICES: &str = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.DataBoxEdge/dataBoxEdgeDevices";
+const GROUP_DEVICES: &str =
+    "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.DataBoxEdge/dataBoxEdgeDevices";
 const SUBSCRIPTION_DEVICES: &str =
     "/subscriptions/{sub}/providers/Microsoft.DataBoxEdge/dataBoxEdgeDevices";
 
@@ -129,15 +130,17 @@ pub(crate) fn device_id(sub: &str, rg: &str, name: &str) -> String {
 fn not_found(name: &str) -> ArmError {
     ArmError::not_found(
         "ResourceNotFound",
-        format!(
-            "The Resource '{DEVICE_TYPE}/{}' was not found.",
-            clip(name)
-        ),
+        format!("The Resource '{DEVICE_TYPE}/{}' was not found.", clip(name)),
     )
 }
 
 /// The device a path names, checking the names first (400) and then existence (404).
-pub(crate) async fn find(app: &AppState, sub: &str, rg: &str, name: &str) -> Result<DeviceRow, ArmError> {
+pub(crate) async fn find(
+    app: &AppState,
+    sub: &str,
+    rg: &str,
+    name: &str,
+) -> Result<DeviceRow, ArmError> {
     if !valid_resource_group(rg) {
         return Err(ArmError::bad_request("The resource group name is invalid."));
     }

@@ -90,7 +90,12 @@ struct GenerateBody {
     vault_name: Option<String>,
 }
 
-fn op_body(op_id: &str, status: &str, steps: &[(String, String)], error: Option<&ArmError>) -> Value {
+fn op_body(
+    op_id: &str,
+    status: &str,
+    steps: &[(String, String)],
+    error: Option<&ArmError>,
+) -> Value {
     json!({
         "id": op_id,
         "name": op_id,
@@ -218,7 +223,8 @@ async fn check_vault_name(app: &AppState, device: &DeviceRow, name: &str) -> Res
 
 fn owned_by(v: &VaultRow, device: &DeviceRow) -> bool {
     v.subscription_id == device.subscription_id
-        && v.resource_group.eq_ignore_ascii_case(&device.resource_group)
+        && v.resource_group
+            .eq_ignore_ascii_case(&device.resource_group)
         && v.tags_json
             .as_deref()
             .and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(t).ok())
@@ -254,7 +260,11 @@ impl Run {
                 Err(e) => {
                     self.steps[i].1 = "Failed".into();
                     let e = if e.status.is_server_error() {
-                        ArmError::new(e.status, e.code, "The service encountered an internal error; retry.")
+                        ArmError::new(
+                            e.status,
+                            e.code,
+                            "The service encountered an internal error; retry.",
+                        )
                     } else {
                         e
                     };
@@ -286,7 +296,10 @@ impl Run {
         Ok(())
     }
 
-    fn vault_request<'a>(&'a self, host: &'a strongbox_domain::vault_lifecycle::VaultHost) -> VaultRequest<'a> {
+    fn vault_request<'a>(
+        &'a self,
+        host: &'a strongbox_domain::vault_lifecycle::VaultHost,
+    ) -> VaultRequest<'a> {
         VaultRequest {
             store: &*self.app.store,
             clock: &*self.app.clock,
@@ -325,9 +338,12 @@ impl Run {
                     match existing {
                         Some(v) if v.deleted.is_none() && owned_by(&v, &d) => {}
                         _ => {
-                            let tenant = lifecycle::require_subscription(&*self.app.store, &d.subscription_id)
-                                .await?
-                                .tenant_id;
+                            let tenant = lifecycle::require_subscription(
+                                &*self.app.store,
+                                &d.subscription_id,
+                            )
+                            .await?
+                            .tenant_id;
                             let params = serde_json::from_value(json!({
                                 "location": d.location,
                                 "tags": {DEVICE_TAG: d.id, "dataBoxEdgeDevice": d.name},
@@ -361,8 +377,15 @@ impl Run {
                         "notes": "Placed by Strongbox for an edge device: the device's secrets live here.",
                     }}))
                     .map_err(|e| strongbox_domain::DomainError::Internal(e.to_string()))?;
-                    locks::put(&*self.app.store, &*self.app.clock, &self.audit, &target, VAULT_LOCK, params)
-                        .await?;
+                    locks::put(
+                        &*self.app.store,
+                        &*self.app.clock,
+                        &self.audit,
+                        &target,
+                        VAULT_LOCK,
+                        params,
+                    )
+                    .await?;
                     st.vault_locked = true;
                     self.record(d, &st).await?;
                 }
@@ -373,7 +396,10 @@ impl Run {
                     let chain = lifecycle::subscription_chain(&d.subscription_id);
                     let entry = self.audit.entry(
                         &chain,
-                        &format!("{}/identity", device_id(&d.subscription_id, &d.resource_group, &d.name)),
+                        &format!(
+                            "{}/identity",
+                            device_id(&d.subscription_id, &d.resource_group, &d.name)
+                        ),
                         "Microsoft.DataBoxEdge/dataBoxEdgeDevices/identity/enable/action",
                         200,
                         self.app.clock.now_ms(),
@@ -386,12 +412,17 @@ impl Run {
                 if st.storage_account.is_none() {
                     let account = audit_account_name(&self.vault_name);
                     match self.app.store.get_storage_account(&account).await? {
-                        Some(a) if a.subscription_id == d.subscription_id
-                            && a.resource_group == d.resource_group
-                            && a.tags_json
-                                .as_deref()
-                                .and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(t).ok())
-                                .is_some_and(|t| t.get(VAULT_TAG) == Some(&self.vault_name)) => {}
+                        Some(a)
+                            if a.subscription_id == d.subscription_id
+                                && a.resource_group == d.resource_group
+                                && a.tags_json
+                                    .as_deref()
+                                    .and_then(|t| {
+                                        serde_json::from_str::<BTreeMap<String, String>>(t).ok()
+                                    })
+                                    .is_some_and(|t| {
+                                        t.get(VAULT_TAG) == Some(&self.vault_name)
+                                    }) => {}
                         Some(_) => {
                             return Err(ArmError::conflict(
                                 "StorageAccountAlreadyTaken",
@@ -403,7 +434,9 @@ impl Run {
                         None => {
                             let dir = self.app.storage_root.join(&account);
                             std::fs::create_dir_all(&dir).map_err(|e| {
-                                strongbox_domain::DomainError::Internal(format!("audit directory: {e}"))
+                                strongbox_domain::DomainError::Internal(format!(
+                                    "audit directory: {e}"
+                                ))
                             })?;
                             let row = StorageAccountRow {
                                 name: account.clone(),
@@ -433,7 +466,9 @@ impl Run {
                                 Err(StoreError::Conflict) => {
                                     return Err(ArmError::conflict(
                                         "StorageAccountAlreadyTaken",
-                                        format!("The storage account named {account} is already taken."),
+                                        format!(
+                                            "The storage account named {account} is already taken."
+                                        ),
                                     ));
                                 }
                                 Err(e) => return Err(e.into()),
@@ -485,7 +520,8 @@ impl Run {
                                 storage_account: Some(account),
                                 audit_enabled: true,
                                 properties_json: properties.to_string(),
-                                created: existing.map_or_else(|| self.app.clock.now(), |e| e.created),
+                                created: existing
+                                    .map_or_else(|| self.app.clock.now(), |e| e.created),
                             },
                             entry,
                         )
@@ -546,13 +582,20 @@ impl Run {
     }
 
     /// Writes a fresh CIK as the device identity, authorized by its own access policy.
-    async fn write_cik(&self, d: &DeviceRow, vault: VaultRow, name: &str) -> Result<String, ArmError> {
+    async fn write_cik(
+        &self,
+        d: &DeviceRow,
+        vault: VaultRow,
+        name: &str,
+    ) -> Result<String, ArmError> {
         let principal = self
             .app
             .store
             .get_principal(&d.identity_object_id)
             .await?
-            .ok_or_else(|| strongbox_domain::DomainError::Internal("device identity is missing".into()))?;
+            .ok_or_else(|| {
+                strongbox_domain::DomainError::Internal("device identity is missing".into())
+            })?;
         let caller = Caller {
             object_id: principal.object_id,
             tenant_id: principal.tenant_id,
@@ -560,7 +603,10 @@ impl Run {
         };
         let policies = self.app.store.list_access_policies(&vault.id).await?;
         let host = vault_host(&self.app);
-        let base_url = format!("https://{}.{}{}", vault.name, host.dns_suffix, host.port_suffix);
+        let base_url = format!(
+            "https://{}.{}{}",
+            vault.name, host.dns_suffix, host.port_suffix
+        );
         let grant = authorize(
             Arc::new(vault),
             &VaultAccess::Policies(policies),
@@ -615,13 +661,19 @@ impl Run {
             activation_endpoint: format!("{authority}/devices/activate"),
             authority,
             vault_name: vault.name.clone(),
-            vault_uri: format!("https://{}.{}{}/", vault.name, host.dns_suffix, host.port_suffix),
+            vault_uri: format!(
+                "https://{}.{}{}/",
+                vault.name, host.dns_suffix, host.port_suffix
+            ),
             enrollment_id: enrollment.id.clone(),
             enrollment_secret: secret,
             exp: enrollment.expires,
         }
         .encode();
-        self.app.store.replace_enrollment(enrollment.clone()).await?;
+        self.app
+            .store
+            .replace_enrollment(enrollment.clone())
+            .await?;
         KEYS.lock()
             .expect("lock")
             .get_or_insert_with(HashMap::new)
