@@ -174,12 +174,16 @@ fn device_key() -> (Vec<u8>, Value) {
     (pkcs8.as_ref().to_vec(), jwk)
 }
 
+fn claims_of(token: &str) -> Value {
+    serde_json::from_slice(&B64.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
+}
+
 /// A token for the device identity by signed client assertion (status, body).
 async fn assertion_token(server: &Server, act: &Value, pkcs8: &[u8]) -> (u16, Value) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    // The server's time (it may run a moved clock), from a token it just issued.
+    let now = claims_of(&server.admin_token().await)["iat"]
+        .as_i64()
+        .unwrap();
     let client_id = act["clientId"].as_str().unwrap();
     let endpoint = act["tokenEndpoint"].as_str().unwrap();
     let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
