@@ -61,6 +61,8 @@ pub struct AppState {
     pub dev_clock: Option<Arc<strongbox_domain::OffsetClock>>,
     /// Storage accounts (audit file destinations) are directories inside this one.
     pub storage_root: std::path::PathBuf,
+    /// The CA certificate (PEM) clients trust for this server, handed to activated devices.
+    pub ca_pem: String,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

@@ -11,6 +11,7 @@
 mod admin_cmd;
 mod audit_cmd;
 mod context;
+mod device_cmd;
 mod diagnostics_cmd;
 mod exit;
 mod identity_cmd;
@@ -59,6 +60,11 @@ enum Command {
     Vault {
         #[command(subcommand)]
         command: vault_cmd::VaultCommand,
+    },
+    /// Edge devices: create, activation keys, delete with or without their vault.
+    Device {
+        #[command(subcommand)]
+        command: device_cmd::DeviceCommand,
     },
     /// Management locks on a resource group or a vault.
     Lock {
@@ -143,6 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Secret { command } => secret_cmd::run(&g, command).await,
         Command::Vault { command } => vault_cmd::run(&g, command).await,
         Command::Lock { command } => lock_cmd::run(&g, command).await,
+        Command::Device { command } => device_cmd::run(&g, command).await,
         Command::Policy { command } => policy_cmd::run(&g, command).await,
         Command::Identity { command } => identity_cmd::run(command).await,
         Command::Role { command } => role_cmd::run(&g, command).await,

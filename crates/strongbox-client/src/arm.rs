@@ -563,6 +563,70 @@ pub fn audit_insights(base: &str, vault_id: &str, q: &AuditQuery, interval: Opti
     call(Method::GET, base, &path, AUDIT_API)
 }
 
+// ---------------------------------------------------------------- edge devices
+
+pub const DEVICES_API: &str = "2023-07-01";
+
+fn device_path(g: &Group, name: &str) -> String {
+    format!(
+        "{}/providers/Microsoft.DataBoxEdge/dataBoxEdgeDevices/{}",
+        g.prefix(),
+        seg(name)
+    )
+}
+
+pub fn device_create(base: &str, g: &Group, name: &str, location: &str) -> Call {
+    call(Method::PUT, base, &device_path(g, name), DEVICES_API).body(json!({
+        "location": location,
+        "sku": {"name": "Edge", "tier": "Standard"},
+        "identity": {"type": "SystemAssigned"},
+    }))
+}
+
+pub fn device_get(base: &str, g: &Group, name: &str) -> Call {
+    call(Method::GET, base, &device_path(g, name), DEVICES_API)
+}
+
+pub fn device_list(base: &str, subscription: &str, resource_group: Option<&str>) -> Call {
+    let path = match resource_group {
+        Some(rg) => format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.DataBoxEdge/dataBoxEdgeDevices",
+            seg(subscription),
+            seg(rg)
+        ),
+        None => format!(
+            "/subscriptions/{}/providers/Microsoft.DataBoxEdge/dataBoxEdgeDevices",
+            seg(subscription)
+        ),
+    };
+    call(Method::GET, base, &path, DEVICES_API)
+}
+
+/// Deletes a device; its vault goes too only with `delete_vault`.
+pub fn device_delete(base: &str, g: &Group, name: &str, delete_vault: bool) -> Call {
+    let path = format!("{}?deleteVault={delete_vault}", device_path(g, name));
+    call(Method::DELETE, base, &path, DEVICES_API)
+}
+
+/// Starts generating an activation key (a long-running operation; the answer names it).
+pub fn device_generate_key(base: &str, g: &Group, name: &str, vault_name: Option<&str>) -> Call {
+    let body = match vault_name {
+        Some(v) => json!({"vaultName": v}),
+        None => json!({}),
+    };
+    let path = format!("{}/generateActivationKey", device_path(g, name));
+    call(Method::POST, base, &path, DEVICES_API).body(body)
+}
+
+pub fn device_operation(base: &str, g: &Group, name: &str, operation_id: &str) -> Call {
+    let path = format!(
+        "{}/operationsStatus/{}",
+        device_path(g, name),
+        seg(operation_id)
+    );
+    call(Method::GET, base, &path, DEVICES_API)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

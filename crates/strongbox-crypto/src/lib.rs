@@ -11,7 +11,7 @@ pub use passphrase::{KdfParams, PassphraseKey};
 pub use root::RootKey;
 
 use hmac::{Hmac, KeyInit as _, Mac};
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 
 /// Errors never carry key material or plaintext.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,10 @@ pub fn random_hex_id() -> String {
 
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
+}
+
+pub fn sha512(data: &[u8]) -> [u8; 64] {
+    Sha512::digest(data).into()
 }
 
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {

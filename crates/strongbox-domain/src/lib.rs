@@ -6,6 +6,7 @@ pub mod arm;
 pub mod audit;
 pub mod authz;
 pub mod clock;
+pub mod devices;
 pub mod error;
 pub mod identities;
 pub mod locks;

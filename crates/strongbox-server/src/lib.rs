@@ -281,6 +281,7 @@ pub async fn start(
         clock: clock.clone(),
         dev_clock,
         storage_root,
+        ca_pem: std::fs::read_to_string(&tls.ca_cert).context("reading the CA certificate")?,
     });
     let app = strongbox_api::router(state);
 

@@ -3,6 +3,7 @@
 //! appending to an audit chain locks the chain's head row (`SELECT … FOR UPDATE`), so two nodes
 //! never hand out the same version seq or chain link.
 
+mod devices;
 mod identities;
 mod insights;
 
@@ -38,6 +39,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_insights",
         include_str!("../migrations/0005_audit_insights.sql"),
     ),
+    (6, "devices", include_str!("../migrations/0006_devices.sql")),
 ];
 
 fn backend(e: sqlx::Error) -> StoreError {

@@ -3,6 +3,7 @@
 //! `BEGIN IMMEDIATE` so another process holding the file makes us wait, not fail; reads use a
 //! small pool of their own.
 
+mod devices;
 mod identities;
 mod insights;
 
@@ -42,6 +43,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_insights",
         include_str!("../migrations/0005_audit_insights.sql"),
     ),
+    (6, "devices", include_str!("../migrations/0006_devices.sql")),
 ];
 
 fn backend(e: sqlx::Error) -> StoreError {

@@ -5,6 +5,7 @@ use crate::chain::Verifier;
 use crate::*;
 use std::sync::Arc;
 
+mod devices;
 mod identities;
 mod insights;
 
@@ -22,6 +23,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     crate::conformance_vault_arm::vault_arm_and_locks(&*store).await;
     identities::managed_identities_and_key_credentials(&*store).await;
     insights::insights_and_delivery(&*store).await;
+    devices::devices_operations_and_enrollments(&*store).await;
 }
 
 fn version(vault: &VaultRow, name: &str, version: &str) -> VersionRow {

@@ -7,12 +7,14 @@
 pub mod chain;
 pub mod conformance;
 mod conformance_vault_arm;
+mod devices;
 mod identities;
 pub mod insights;
 mod locks;
 mod rows;
 mod vault_arm;
 
+pub use devices::*;
 pub use identities::*;
 pub use insights::InsightsStore;
 pub use locks::*;
@@ -67,7 +69,7 @@ pub enum Mutation {
 
 #[async_trait]
 pub trait Store:
-    LockStore + VaultArmStore + IdentityStore + InsightsStore + Send + Sync + 'static
+    LockStore + VaultArmStore + IdentityStore + InsightsStore + DeviceStore + Send + Sync + 'static
 {
     /// Which backend this is, for logs and `/health`.
     fn backend(&self) -> &'static str;

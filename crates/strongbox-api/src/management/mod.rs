@@ -18,6 +18,7 @@ use strongbox_domain::{Caller, DomainError, rbac};
 use strongbox_identity::Plane;
 
 mod context;
+mod devices;
 mod identities;
 mod locks;
 mod role_assignments;
@@ -30,6 +31,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(role_assignments::routes())
         .merge(identities::routes())
         .merge(insights::routes())
+        .merge(devices::routes())
 }
 
 /// An error in ARM's shape: `{"error":{"code","message"}}`.
@@ -56,6 +58,9 @@ impl ArmError {
     }
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         ArmError::new(StatusCode::CONFLICT, code, message)
+    }
+    pub fn bad_request_code(code: &'static str, message: impl Into<String>) -> Self {
+        ArmError::new(StatusCode::BAD_REQUEST, code, message)
     }
 }
 

@@ -4,6 +4,8 @@
 
 mod common;
 
+mod devices;
+
 mod auth;
 mod cli_audit;
 mod cli_secrets;

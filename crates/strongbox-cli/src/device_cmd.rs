@@ -1,0 +1,280 @@
+//! `strongbox device …`: edge device resources (`Microsoft.DataBoxEdge/dataBoxEdgeDevices`):
+//! create (with its system-assigned identity), show, list, generate an activation key (a
+//! long-running operation shown step by step), and delete, which asks before taking the
+//! device's vault along.
+
+use crate::context::{self, Global};
+use crate::output::{self, Col, Format, col, s};
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+use strongbox_client::arm::{self, Group};
+
+#[derive(Subcommand)]
+pub enum DeviceCommand {
+    /// Create a device (and its system-assigned identity).
+    Create {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+        #[arg(long, short = 'l', default_value = "local")]
+        location: String,
+    },
+    /// Show a device: identity, status, vault.
+    Show {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+    },
+    /// List devices (of a resource group, or of the subscription).
+    List {
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+    },
+    /// Generate an activation key: provisions the device's vault on first use, and waits.
+    ActivationKey {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+        /// The vault to create (3-24 characters; default: derived from the device name).
+        #[arg(long)]
+        vault_name: Option<String>,
+    },
+    /// Delete a device and its identity. Asks for the name and whether its vault goes too,
+    /// unless --delete-vault or --keep-vault says.
+    Delete {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+        /// Also delete the device's vault (lock removed, vault soft-deleted).
+        #[arg(long, conflicts_with = "keep_vault")]
+        delete_vault: bool,
+        /// Keep the device's vault, its secrets and its lock.
+        #[arg(long)]
+        keep_vault: bool,
+    },
+}
+
+fn cols() -> Vec<Col<'static>> {
+    vec![
+        col("Name", &|v| s(v, "/name")),
+        col("Status", &|v| s(v, "/properties/dataBoxEdgeDeviceStatus")),
+        col("Identity", &|v| s(v, "/identity/principalId")),
+        col("IdentityStatus", &|v| s(v, "/properties/identityStatus")),
+        col("Vault", &|v| s(v, "/properties/keyVault/name")),
+        col("Location", &|v| s(v, "/location")),
+    ]
+}
+
+pub async fn run(g: &Global, command: DeviceCommand) -> anyhow::Result<ExitCode> {
+    let c = context::client(g)?;
+    let sub = context::subscription(g, &c)?;
+    let base = c.management_base().to_string();
+    match command {
+        DeviceCommand::Create {
+            name,
+            resource_group,
+            location,
+        } => {
+            let rg = context::resource_group(&resource_group, &c)?;
+            let group = Group {
+                subscription: &sub,
+                resource_group: &rg,
+            };
+            let r = c
+                .json(&arm::device_create(&base, &group, &name, &location))
+                .await?;
+            output::one(g.output, &cols(), &r);
+        }
+        DeviceCommand::Show {
+            name,
+            resource_group,
+        } => {
+            let rg = context::resource_group(&resource_group, &c)?;
+            let group = Group {
+                subscription: &sub,
+                resource_group: &rg,
+            };
+            let r = c.json(&arm::device_get(&base, &group, &name)).await?;
+            output::one(g.output, &cols(), &r);
+        }
+        DeviceCommand::List { resource_group } => {
+            let items = c
+                .list_all(
+                    &arm::device_list(&base, &sub, resource_group.as_deref()),
+                    None,
+                )
+                .await?;
+            output::items(g.output, &cols(), &items);
+        }
+        DeviceCommand::ActivationKey {
+            name,
+            resource_group,
+            vault_name,
+        } => {
+            let rg = context::resource_group(&resource_group, &c)?;
+            let group = Group {
+                subscription: &sub,
+                resource_group: &rg,
+            };
+            let started = c
+                .json(&arm::device_generate_key(
+                    &base,
+                    &group,
+                    &name,
+                    vault_name.as_deref(),
+                ))
+                .await?;
+            let op_id = s(&started, "/id");
+            let bar = progress();
+            let done = loop {
+                let op = c
+                    .json(&arm::device_operation(&base, &group, &name, &op_id))
+                    .await?;
+                show_steps(&bar, &op);
+                match op["status"].as_str() {
+                    Some("InProgress") => tokio::time::sleep(Duration::from_millis(200)).await,
+                    _ => break op,
+                }
+            };
+            bar.finish_and_clear();
+            if done["status"] != "Succeeded" {
+                let failed = done["steps"]
+                    .as_array()
+                    .and_then(|st| st.iter().find(|x| x["status"] == "Failed"))
+                    .map(|x| s(x, "/name"))
+                    .unwrap_or_default();
+                return Err(crate::exit::refused(
+                    409,
+                    &s(&done, "/error/code"),
+                    format!(
+                        "step {failed} failed: {} Steps done so far are kept; run the command again to finish.",
+                        s(&done, "/error/message")
+                    ),
+                ));
+            }
+            match g.output {
+                Format::Json => output::json(&done),
+                _ => {
+                    let key = s(&done, "/properties/activationKey");
+                    if key.is_empty() {
+                        anyhow::bail!("{}", s(&done, "/properties/message"));
+                    }
+                    eprintln!(
+                        "Activation key for device '{name}' (vault '{}'); valid for 72 hours, once:",
+                        s(&done, "/properties/vaultName")
+                    );
+                    println!("{key}");
+                }
+            }
+        }
+        DeviceCommand::Delete {
+            name,
+            resource_group,
+            delete_vault,
+            keep_vault,
+        } => {
+            let rg = context::resource_group(&resource_group, &c)?;
+            let group = Group {
+                subscription: &sub,
+                resource_group: &rg,
+            };
+            let device = c.json(&arm::device_get(&base, &group, &name)).await?;
+            let vault = s(&device, "/properties/keyVault/name");
+            let delete_vault = if delete_vault || keep_vault {
+                delete_vault
+            } else {
+                confirm(&name, &vault)?
+            };
+            let r = c
+                .send(&arm::device_delete(&base, &group, &name, delete_vault))
+                .await?;
+            let body = r.1.unwrap_or(Value::Null);
+            match g.output {
+                Format::Json => output::json(&body),
+                _ => {
+                    if body["vaultDeleted"] == true {
+                        println!(
+                            "Deleted device '{name}', its identity and its vault '{vault}' (soft-deleted; recoverable for its retention period)."
+                        );
+                    } else if body["vaultKept"] == true {
+                        println!(
+                            "Deleted device '{name}' and its identity; its vault '{vault}' is kept with its secrets and lock."
+                        );
+                    } else {
+                        println!("Deleted device '{name}' and its identity.");
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks for the device name typed back, then for an explicit yes or no about the vault.
+fn confirm(name: &str, vault: &str) -> anyhow::Result<bool> {
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    let mut ask = |prompt: &str| -> anyhow::Result<String> {
+        eprint!("{prompt}");
+        std::io::stderr().flush()?;
+        Ok(lines
+            .next()
+            .transpose()?
+            .unwrap_or_default()
+            .trim()
+            .to_string())
+    };
+    let typed = ask(&format!("Type the device name ('{name}') to delete it: "))?;
+    if typed != name {
+        return Err(crate::exit::usage(
+            "The name typed does not match the device; nothing was deleted.",
+        ));
+    }
+    if vault.is_empty() {
+        return Ok(false);
+    }
+    let answer = ask(&format!(
+        "Also delete its vault '{vault}' and every secret in it? Type 'yes' to delete it or 'no' to keep it: "
+    ))?;
+    match answer.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(crate::exit::usage(
+            "Answer 'yes' or 'no' (or pass --delete-vault / --keep-vault); nothing was deleted.",
+        )),
+    }
+}
+
+fn progress() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(8);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:24}] {pos}/{len} {msg}")
+            .expect("progress template")
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn show_steps(bar: &ProgressBar, op: &Value) {
+    let steps = op["steps"].as_array().cloned().unwrap_or_default();
+    bar.set_length(steps.len() as u64);
+    bar.set_position(steps.iter().filter(|x| x["status"] == "Done").count() as u64);
+    if let Some(now) = steps
+        .iter()
+        .find(|x| x["status"] == "Running" || x["status"] == "Failed")
+    {
+        bar.set_message(s(now, "/name"));
+    }
+}
