@@ -548,6 +548,138 @@ def test_invalid_lock_levels_and_names_are_refused(sb, kv, locks, rg):
         resource_lock(locks, rg, vault_name(), "x", "ReadOnly")  # no such vault
 
 
+@pytest.fixture
+def no_subscription_locks_left(sb, locks):
+    """Subscription locks hold every vault of the session's server: remove them whatever happens."""
+    yield
+    for l in locks.management_locks.list_at_subscription_level(filter="atScope()"):
+        locks.management_locks.delete_at_subscription_level(l.name)
+
+
+def test_lock_on_the_subscription_holds_every_group_and_vault_in_it(
+    sb, kv, locks, admin_oid, no_subscription_locks_left
+):
+    sub = sb.creds["subscription_id"]
+    rgs = [unique("rg"), unique("rg")]
+    names = [vault_name(), vault_name()]
+    for rg, n in zip(rgs, names):
+        create(kv, sb, rg, n, [policy(sb, admin_oid)])
+    lock_name = unique("keep-sub")
+    lock = locks.management_locks.create_or_update_at_subscription_level(lock_name, {"level": "CanNotDelete"})
+    assert lock.id == f"/subscriptions/{sub}/providers/Microsoft.Authorization/locks/{lock_name}"
+    assert (lock.name, lock.type, lock.level) == (lock_name, "Microsoft.Authorization/locks", "CanNotDelete")
+    assert locks.management_locks.get_at_subscription_level(lock_name).as_dict() == lock.as_dict()
+
+    # Inherited by every resource group and every vault in it, whichever group.
+    for rg, n in zip(rgs, names):
+        with pytest.raises(ResourceExistsError) as e:
+            kv.vaults.delete(rg, n)
+        assert code_of(e) == "ScopeLocked"
+        assert f"following scope(s) are locked: '/subscriptions/{sub}'" in e.value.error.message
+        assert lock_name in e.value.error.message
+    kv.vaults.update(rgs[0], names[0], VaultPatchParameters(tags={"still": "writable"}))
+
+    # The subscription's list holds every lock in it; atScope() only those that apply to it.
+    group_lock = unique("grp")
+    locks.management_locks.create_or_update_at_resource_group_level(
+        rgs[1], group_lock, ManagementLockObject(level="ReadOnly")
+    )
+    listed = {l.name for l in locks.management_locks.list_at_subscription_level()}
+    assert {lock_name, group_lock} <= listed
+    at_scope = {l.name for l in locks.management_locks.list_at_subscription_level(filter="atScope()")}
+    assert lock_name in at_scope and group_lock not in at_scope
+    read_only = {l.name for l in locks.management_locks.list_at_subscription_level(filter="level eq 'ReadOnly'")}
+    assert group_lock in read_only and lock_name not in read_only
+    can_not_delete = {
+        l.name for l in locks.management_locks.list_at_subscription_level(filter="level eq 'CanNotDelete'")
+    }
+    assert lock_name in can_not_delete and group_lock not in can_not_delete
+    with pytest.raises(HttpResponseError) as e:
+        list(locks.management_locks.list_at_subscription_level(filter="level eq 'Frozen'"))
+    assert (e.value.status_code, code_of(e)) == (400, "BadRequest")
+    with pytest.raises(HttpResponseError) as e:
+        list(locks.management_locks.list_at_subscription_level(filter="name eq 'x'"))
+    assert (e.value.status_code, code_of(e)) == (400, "BadRequest")
+    locks.management_locks.delete_at_resource_group_level(rgs[1], group_lock)
+
+    # ReadOnly on the subscription: no vault changes and no new vaults, in any group.
+    locks.management_locks.create_or_update_at_subscription_level(lock_name, {"level": "ReadOnly"})
+    with pytest.raises(ResourceExistsError) as e:
+        kv.vaults.update(rgs[1], names[1], VaultPatchParameters(tags={"x": "y"}))
+    assert code_of(e) == "ScopeLocked" and "cannot perform write operation" in e.value.error.message
+    with pytest.raises(ResourceExistsError) as e:
+        create(kv, sb, unique("rg"), vault_name())
+    assert code_of(e) == "ScopeLocked"
+    # The data plane is not bound by locks.
+    secrets_of(sb, names[0]).set_secret("during-lock", "ok")
+
+    locks.management_locks.delete_at_subscription_level(lock_name)
+    with pytest.raises(ResourceNotFoundError):
+        locks.management_locks.get_at_subscription_level(lock_name)
+    for rg, n in zip(rgs, names):
+        kv.vaults.delete(rg, n)
+
+
+def test_scope_form_lock_calls_reach_the_same_locks(sb, kv, locks, rg, no_subscription_locks_left):
+    sub = sb.creds["subscription_id"]
+    name = vault_name()
+    create(kv, sb, rg, name)
+    sub_scope = f"/subscriptions/{sub}"
+    rg_scope = f"{sub_scope}/resourceGroups/{rg}"
+    vault_scope = f"{rg_scope}/providers/Microsoft.KeyVault/vaults/{name}"
+    ops = locks.management_locks
+
+    group = ops.create_or_update_by_scope(rg_scope, "by-scope", ManagementLockObject(level="CanNotDelete"))
+    assert group.id == f"{rg_scope}/providers/Microsoft.Authorization/locks/by-scope"
+    assert ops.get_at_resource_group_level(rg, "by-scope").as_dict() == group.as_dict()
+    assert ops.get_by_scope(rg_scope, "by-scope").as_dict() == group.as_dict()
+    # Without the leading slash, as some callers write scopes.
+    assert ops.get_by_scope(rg_scope.lstrip("/"), "by-scope").id == group.id
+
+    pin = ops.create_or_update_by_scope(vault_scope, "pin", {"level": "ReadOnly", "notes": "by scope"})
+    assert pin.id == f"{vault_scope}/providers/Microsoft.Authorization/locks/pin"
+    assert ops.get_at_resource_level(rg, KV, "", "vaults", name, "pin").notes == "by scope"
+    with pytest.raises(ResourceExistsError) as e:
+        kv.vaults.update(rg, name, VaultPatchParameters(tags={"a": "b"}))
+    assert code_of(e) == "ScopeLocked"
+
+    assert sorted(l.name for l in ops.list_by_scope(rg_scope)) == ["by-scope", "pin"]
+    assert sorted(l.name for l in ops.list_by_scope(vault_scope, filter="atScope()")) == ["by-scope", "pin"]
+    assert [l.name for l in ops.list_by_scope(rg_scope, filter="atScope()")] == ["by-scope"]
+    assert [l.name for l in ops.list_by_scope(rg_scope, filter="level eq 'ReadOnly'")] == ["pin"]
+
+    # The subscription through the scope form is the subscription-level lock.
+    whole = ops.create_or_update_by_scope(sub_scope, unique("sub"), ManagementLockObject(level="CanNotDelete"))
+    assert whole.id == f"{sub_scope}/providers/Microsoft.Authorization/locks/{whole.name}"
+    assert ops.get_at_subscription_level(whole.name).as_dict() == whole.as_dict()
+    assert whole.name in {l.name for l in ops.list_by_scope(sub_scope, filter="atScope()")}
+    ops.delete_by_scope(sub_scope, whole.name)
+    with pytest.raises(ResourceNotFoundError):
+        ops.get_at_subscription_level(whole.name)
+
+    # Scopes that name nothing a lock can sit on.
+    with pytest.raises(HttpResponseError) as e:
+        ops.get_by_scope("/providers/Microsoft.Management/managementGroups/mg1", "x")
+    assert (e.value.status_code, code_of(e)) == (400, "BadRequest")
+    with pytest.raises(ResourceNotFoundError) as e:
+        list(ops.list_by_scope(f"{rg_scope}/providers/Microsoft.Storage/storageAccounts/acct"))
+    assert code_of(e) == "ResourceNotFound"
+    with pytest.raises(ResourceNotFoundError):
+        ops.create_or_update_by_scope(
+            f"{rg_scope}/providers/Microsoft.KeyVault/vaults/{vault_name()}", "x", {"level": "ReadOnly"}
+        )
+    with pytest.raises(HttpResponseError) as e:
+        list(ops.list_by_scope(rg_scope, filter="level eq ReadOnly"))
+    assert (e.value.status_code, code_of(e)) == (400, "BadRequest")
+
+    for scope, lock in ((vault_scope, "pin"), (rg_scope, "by-scope")):
+        ops.delete_by_scope(scope, lock)
+    with pytest.raises(ResourceNotFoundError):
+        ops.get_by_scope(rg_scope, "by-scope")
+    assert list(ops.list_by_scope(rg_scope)) == []
+    kv.vaults.delete(rg, name)
+
+
 # --- who may do what ----------------------------------------------------------------------------
 
 
@@ -574,8 +706,21 @@ def test_contributor_manages_vaults_but_not_locks(sb, locks, rg, contributor):
     assert (e.value.status_code, code_of(e)) == (403, "AuthorizationFailed")
     assert "Microsoft.Authorization/locks/write" in e.value.error.message
 
+    for call in (
+        lambda: their_locks.management_locks.create_or_update_at_subscription_level("mine", {"level": "ReadOnly"}),
+        lambda: their_locks.management_locks.create_or_update_by_scope(
+            f"/subscriptions/{sb.creds['subscription_id']}/resourceGroups/{rg}", "mine", {"level": "ReadOnly"}
+        ),
+    ):
+        with pytest.raises(HttpResponseError) as e:
+            call()
+        assert (e.value.status_code, code_of(e)) == (403, "AuthorizationFailed")
+
     resource_lock(locks, rg, name, "owners-lock", "CanNotDelete")
-    # Reading locks is allowed; removing them is not.
+    # Reading locks is allowed (in every form); removing them is not.
+    assert [l.name for l in their_locks.management_locks.list_by_scope(f"/subscriptions/{sb.creds['subscription_id']}/resourceGroups/{rg}")] == [
+        "owners-lock"
+    ]
     assert [l.name for l in their_locks.management_locks.list_at_resource_level(rg, KV, "", "vaults", name)] == [
         "owners-lock"
     ]

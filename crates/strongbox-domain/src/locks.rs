@@ -121,9 +121,12 @@ fn level(raw: &str) -> Result<&'static str, MgmtError> {
     }
 }
 
-/// What a lock request is about: a resource group, or a vault in one.
-#[derive(Debug, Clone)]
+/// What a lock request is about: a subscription, a resource group in it, or a vault in one.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockTarget<'a> {
+    Subscription {
+        subscription_id: &'a str,
+    },
     ResourceGroup {
         subscription_id: &'a str,
         resource_group: &'a str,
@@ -145,7 +148,8 @@ struct Resolved {
 impl LockTarget<'_> {
     fn subscription_id(&self) -> &str {
         match self {
-            LockTarget::ResourceGroup {
+            LockTarget::Subscription { subscription_id }
+            | LockTarget::ResourceGroup {
                 subscription_id, ..
             }
             | LockTarget::Vault {
@@ -155,8 +159,13 @@ impl LockTarget<'_> {
     }
 
     async fn resolve(&self, store: &dyn Store) -> Result<Resolved, MgmtError> {
-        require_subscription(store, self.subscription_id()).await?;
+        let subscription = require_subscription(store, self.subscription_id()).await?;
         match *self {
+            LockTarget::Subscription { .. } => Ok(Resolved {
+                resource_id: subscription_scope(&subscription.id),
+                vault_id: None,
+                chain: subscription_chain(&subscription.id),
+            }),
             LockTarget::ResourceGroup {
                 subscription_id,
                 resource_group,
@@ -186,7 +195,8 @@ impl LockTarget<'_> {
     /// The audit chain of a request about this target, even one that is refused.
     pub async fn audit_chain(&self, store: &dyn Store) -> String {
         match *self {
-            LockTarget::ResourceGroup {
+            LockTarget::Subscription { subscription_id }
+            | LockTarget::ResourceGroup {
                 subscription_id, ..
             } => crate::vault_lifecycle::subscription_audit_chain(store, subscription_id).await,
             LockTarget::Vault {
@@ -199,23 +209,13 @@ impl LockTarget<'_> {
 
     /// The ARM id of a lock on this target (for audit records of refused requests too).
     pub fn lock_id(&self, lock: &str) -> String {
-        let scope = match *self {
-            LockTarget::ResourceGroup {
-                subscription_id,
-                resource_group,
-            } => resource_group_id(subscription_id, resource_group),
-            LockTarget::Vault {
-                subscription_id,
-                resource_group,
-                name,
-            } => crate::vaults::vault_resource_id(subscription_id, resource_group, name),
-        };
-        format!("{scope}/providers/{LOCK_TYPE}/{lock}")
+        format!("{}/providers/{LOCK_TYPE}/{lock}", self.scope())
     }
 
     /// The scope RBAC checks for locks on this target.
     pub fn scope(&self) -> String {
         match *self {
+            LockTarget::Subscription { subscription_id } => subscription_scope(subscription_id),
             LockTarget::ResourceGroup {
                 subscription_id,
                 resource_group,
@@ -227,6 +227,104 @@ impl LockTarget<'_> {
             } => crate::vaults::vault_resource_id(subscription_id, resource_group, name),
         }
     }
+}
+
+fn subscription_scope(subscription_id: &str) -> String {
+    format!("/subscriptions/{subscription_id}")
+}
+
+/// Maps the `{scope}` of the scope-form lock paths (`/{scope}/providers/Microsoft.Authorization/
+/// locks`, the scope percent-encoded into one segment by the SDKs) to a lock target: a
+/// subscription, a resource group, or a Key Vault. The leading `/` is optional and keywords are
+/// case-insensitive; empty segments are ignored, as the SDKs' resource-level paths produce them.
+pub fn parse_scope(scope: &str) -> Result<LockTarget<'_>, MgmtError> {
+    let segments: Vec<&str> = scope.split('/').filter(|s| !s.is_empty()).collect();
+    let is = |i: usize, word: &str| segments[i].eq_ignore_ascii_case(word);
+    match segments.len() {
+        2 if is(0, "subscriptions") => Ok(LockTarget::Subscription {
+            subscription_id: segments[1],
+        }),
+        4 if is(0, "subscriptions") && is(2, "resourceGroups") => Ok(LockTarget::ResourceGroup {
+            subscription_id: segments[1],
+            resource_group: segments[3],
+        }),
+        8 if is(0, "subscriptions")
+            && is(2, "resourceGroups")
+            && is(4, "providers")
+            && is(5, "Microsoft.KeyVault")
+            && is(6, "vaults") =>
+        {
+            Ok(LockTarget::Vault {
+                subscription_id: segments[1],
+                resource_group: segments[3],
+                name: segments[7],
+            })
+        }
+        // Some other resource in a resource group: well formed, but not one this server hosts.
+        n if n >= 8
+            && n % 2 == 0
+            && is(0, "subscriptions")
+            && is(2, "resourceGroups")
+            && is(4, "providers") =>
+        {
+            Err(MgmtError::not_found(
+                "ResourceNotFound",
+                format!(
+                    "The resource '{}' was not found: locks can be placed on subscriptions, resource groups and Microsoft.KeyVault/vaults.",
+                    bounded(scope)
+                ),
+            ))
+        }
+        _ => Err(MgmtError::bad_request(format!(
+            "The scope '{}' is invalid: use /subscriptions/{{id}}, /subscriptions/{{id}}/resourceGroups/{{name}}, \
+             or /subscriptions/{{id}}/resourceGroups/{{name}}/providers/Microsoft.KeyVault/vaults/{{name}}.",
+            bounded(scope)
+        ))),
+    }
+}
+
+/// A client-supplied string, cut short for an error message.
+fn bounded(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+/// What `$filter` asks of a lock list: `atScope()` (the locks that apply to the target rather
+/// than those beneath it) and/or `level eq '<level>'`, joined by `and`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ListFilter {
+    at_scope: bool,
+    level: Option<&'static str>,
+}
+
+fn list_filter(raw: Option<&str>) -> Result<ListFilter, MgmtError> {
+    let mut f = ListFilter::default();
+    let Some(raw) = raw else { return Ok(f) };
+    let unsupported = || {
+        MgmtError::bad_request(format!(
+            "The $filter '{}' is not supported: use atScope(), level eq 'CanNotDelete', level eq 'ReadOnly', \
+             or atScope() and one of those.",
+            bounded(raw)
+        ))
+    };
+    let words: Vec<&str> = raw.split_whitespace().collect();
+    for clause in words.split(|w| w.eq_ignore_ascii_case("and")) {
+        match clause {
+            [c] if c.eq_ignore_ascii_case("atScope()") && !f.at_scope => f.at_scope = true,
+            [field, op, value]
+                if field.eq_ignore_ascii_case("level")
+                    && op.eq_ignore_ascii_case("eq")
+                    && f.level.is_none() =>
+            {
+                let quoted = value
+                    .strip_prefix('\'')
+                    .and_then(|v| v.strip_suffix('\''))
+                    .ok_or_else(unsupported)?;
+                f.level = Some(level(quoted)?);
+            }
+            _ => return Err(unsupported()),
+        }
+    }
+    Ok(f)
 }
 
 fn wire(l: &LockRow) -> ManagementLock {
@@ -334,27 +432,26 @@ pub async fn get(
 }
 
 /// Locks on the target and beneath it; with `$filter=atScope()`, the locks that apply to it
-/// (at it and above).
+/// (at it and above); with `level eq '…'`, only locks of that level.
 pub async fn list(
     store: &dyn Store,
     target: &LockTarget<'_>,
     filter: Option<&str>,
 ) -> Result<Vec<ManagementLock>, MgmtError> {
+    let filter = list_filter(filter)?;
     let t = target.resolve(store).await?;
-    let rows = match filter.map(|f| f.replace(' ', "").to_ascii_lowercase()) {
-        None => store.list_locks_under(&t.resource_id).await?,
-        Some(f) if f == "atscope()" => {
-            store
-                .list_locks_at(&covering_scopes(&t.resource_id))
-                .await?
-        }
-        Some(_) => {
-            return Err(MgmtError::bad_request(
-                "The $filter is not supported: use atScope() or none.",
-            ));
-        }
+    let rows = if filter.at_scope {
+        store
+            .list_locks_at(&covering_scopes(&t.resource_id))
+            .await?
+    } else {
+        store.list_locks_under(&t.resource_id).await?
     };
-    Ok(rows.iter().map(wire).collect())
+    Ok(rows
+        .iter()
+        .filter(|l| filter.level.is_none_or(|want| l.level == want))
+        .map(wire)
+        .collect())
 }
 
 /// Removes a lock; false when there was none (204). The removal is audited with it.
@@ -419,6 +516,90 @@ mod tests {
         }
         assert_eq!(level("readonly").unwrap(), "ReadOnly");
         assert!(level("NotSpecified").is_err());
+    }
+
+    #[test]
+    fn scopes_map_to_subscriptions_groups_and_vaults() {
+        assert_eq!(
+            parse_scope("/subscriptions/s1").unwrap(),
+            LockTarget::Subscription {
+                subscription_id: "s1"
+            }
+        );
+        // No leading slash, other keyword case, doubled slashes: the same targets.
+        assert_eq!(
+            parse_scope("Subscriptions/s1/resourcegroups/RG").unwrap(),
+            LockTarget::ResourceGroup {
+                subscription_id: "s1",
+                resource_group: "RG"
+            }
+        );
+        assert_eq!(
+            parse_scope(
+                "/subscriptions/s1/resourceGroups/rg/providers/microsoft.keyvault//vaults/v1/"
+            )
+            .unwrap(),
+            LockTarget::Vault {
+                subscription_id: "s1",
+                resource_group: "rg",
+                name: "v1"
+            }
+        );
+        let other =
+            "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a";
+        assert_eq!(parse_scope(other).unwrap_err().code, "ResourceNotFound");
+        for bad in [
+            "",
+            "/",
+            "/subscriptions",
+            "/subscriptions/s1/resourceGroups",
+            "/subscriptions/s1/locations/westeurope",
+            "/providers/Microsoft.Management/managementGroups/mg",
+            "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.KeyVault",
+            "/tenants/t/resourceGroups/rg",
+        ] {
+            let e = parse_scope(bad).unwrap_err();
+            assert_eq!(
+                (e.kind, e.code),
+                (MgmtErrorKind::BadRequest, "BadRequest"),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn list_filters() {
+        assert_eq!(list_filter(None).unwrap(), ListFilter::default());
+        assert!(list_filter(Some("atScope()")).unwrap().at_scope);
+        assert_eq!(
+            list_filter(Some("level eq 'readonly'")).unwrap(),
+            ListFilter {
+                at_scope: false,
+                level: Some(LOCK_READ_ONLY)
+            }
+        );
+        assert_eq!(
+            list_filter(Some(" atScope()  AND level eq 'CanNotDelete' ")).unwrap(),
+            ListFilter {
+                at_scope: true,
+                level: Some(LOCK_CAN_NOT_DELETE)
+            }
+        );
+        for bad in [
+            "",
+            "atScope",
+            "level eq ReadOnly",
+            "level eq 'NotSpecified'",
+            "level ne 'ReadOnly'",
+            "name eq 'x'",
+            "atScope() and atScope()",
+            "level eq 'ReadOnly' and level eq 'CanNotDelete'",
+            "atScope() or level eq 'ReadOnly'",
+            "atScope() and",
+        ] {
+            let e = list_filter(Some(bad)).unwrap_err();
+            assert_eq!(e.kind, MgmtErrorKind::BadRequest, "{bad:?}");
+        }
     }
 
     #[test]

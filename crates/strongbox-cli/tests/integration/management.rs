@@ -1021,3 +1021,557 @@ async fn deleted_vaults_are_purged_when_the_clock_passes_their_retention() {
             .all(|p| p["identity"].is_null() && p["resultType"] == "Success")
     );
 }
+
+/// The scope form of a lock path: the whole scope percent-encoded into one segment, as
+/// azure-mgmt-resource-locks' `*_by_scope` calls send it.
+fn scope_locks(scope: &str) -> String {
+    format!(
+        "/{}/providers/Microsoft.Authorization/locks",
+        scope.replace('/', "%2F")
+    )
+}
+
+#[tokio::test]
+async fn subscription_and_scope_lock_paths_refuse_bad_input_in_arm_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let m = Mgmt::new(&server).await;
+    m.create("rg", "target", json!({})).await;
+    let sub = m.sub.clone();
+    let sub_locks = format!("/subscriptions/{sub}/providers/Microsoft.Authorization/locks");
+    let rg_scope = format!("/subscriptions/{sub}/resourceGroups/rg");
+    let rg_scope_locks = scope_locks(&rg_scope);
+    let vault_scope_locks = scope_locks(&m.vault_path("rg", "target"));
+    let oversized = format!(
+        "{{\"properties\":{{\"level\":\"ReadOnly\",\"notes\":\"{}\"}}}}",
+        "x".repeat(2 * 1024 * 1024)
+    );
+
+    // (what, method, path, body, status, code)
+    let body_cases: Vec<(&str, Method, String, String, u16, &str)> = vec![
+        (
+            "subscription lock malformed",
+            Method::PUT,
+            format!("{sub_locks}/l1"),
+            "{\"properties\":".into(),
+            400,
+            "InvalidRequestContent",
+        ),
+        (
+            "subscription lock unknown field",
+            Method::PUT,
+            format!("{sub_locks}/l1"),
+            json!({"properties": {"level": "ReadOnly", "colour": MARKER}}).to_string(),
+            400,
+            "InvalidRequestContent",
+        ),
+        (
+            "subscription lock wrong type",
+            Method::PUT,
+            format!("{sub_locks}/l1"),
+            json!({"properties": {"level": ["ReadOnly"]}}).to_string(),
+            400,
+            "InvalidRequestContent",
+        ),
+        (
+            "subscription lock bad level",
+            Method::PUT,
+            format!("{sub_locks}/l1"),
+            json!({"properties": {"level": MARKER}}).to_string(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "subscription lock oversized",
+            Method::PUT,
+            format!("{sub_locks}/l1"),
+            oversized.clone(),
+            413,
+            "RequestEntityTooLarge",
+        ),
+        (
+            "subscription lock invalid name",
+            Method::PUT,
+            format!("{sub_locks}/a%3Eb"),
+            json!({"properties": {"level": "ReadOnly"}}).to_string(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "scope lock malformed",
+            Method::PUT,
+            format!("{rg_scope_locks}/l1"),
+            "[".into(),
+            400,
+            "InvalidRequestContent",
+        ),
+        (
+            "scope lock unknown field",
+            Method::PUT,
+            format!("{vault_scope_locks}/l1"),
+            json!({"properties": {"level": "ReadOnly"}, "secret": MARKER}).to_string(),
+            400,
+            "InvalidRequestContent",
+        ),
+        (
+            "scope lock wrong type",
+            Method::PUT,
+            format!("{rg_scope_locks}/l1"),
+            json!({"properties": {"level": "ReadOnly", "notes": 7}}).to_string(),
+            400,
+            "InvalidRequestContent",
+        ),
+        (
+            "scope lock oversized",
+            Method::PUT,
+            format!("{rg_scope_locks}/l1"),
+            oversized.clone(),
+            413,
+            "RequestEntityTooLarge",
+        ),
+        (
+            "scope lock invalid name",
+            Method::PUT,
+            format!("{rg_scope_locks}/a%25b"),
+            json!({"properties": {"level": "ReadOnly"}}).to_string(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "scope lock on an unknown scope form",
+            Method::PUT,
+            format!(
+                "{}/l1",
+                scope_locks("/providers/Microsoft.Management/managementGroups/mg")
+            ),
+            json!({"properties": {"level": "ReadOnly"}}).to_string(),
+            400,
+            "BadRequest",
+        ),
+    ];
+    for (what, method, path, body, status, code) in body_cases {
+        let (s, b) = m
+            .send(Some(&m.token), method, m.url(&path, LOCKS_API), Some(body))
+            .await;
+        assert_arm_error(what, s, &b, status, code);
+    }
+
+    let query_cases: Vec<(&str, Method, String, String, u16, &str)> = vec![
+        (
+            "subscription list bad filter",
+            Method::GET,
+            sub_locks.clone(),
+            format!("{LOCKS_API}&$filter=name%20eq%20%27x%27"),
+            400,
+            "BadRequest",
+        ),
+        (
+            "subscription list bad level filter",
+            Method::GET,
+            sub_locks.clone(),
+            format!("{LOCKS_API}&$filter=level%20eq%20%27Frozen%27"),
+            400,
+            "BadRequest",
+        ),
+        (
+            "scope list unquoted level filter",
+            Method::GET,
+            rg_scope_locks.clone(),
+            format!("{LOCKS_API}&$filter=level%20eq%20ReadOnly"),
+            400,
+            "BadRequest",
+        ),
+        (
+            "scope list repeated atScope",
+            Method::GET,
+            rg_scope_locks.clone(),
+            format!("{LOCKS_API}&$filter=atScope()%20and%20atScope()"),
+            400,
+            "BadRequest",
+        ),
+        (
+            "subscription lock GET missing",
+            Method::GET,
+            format!("{sub_locks}/absent"),
+            LOCKS_API.into(),
+            404,
+            "LockNotFound",
+        ),
+        (
+            // RBAC answers first: no role reaches a subscription we do not have.
+            "subscription lock unknown subscription",
+            Method::GET,
+            "/subscriptions/ghost-0002/providers/Microsoft.Authorization/locks".into(),
+            LOCKS_API.into(),
+            403,
+            "AuthorizationFailed",
+        ),
+        (
+            "subscription lock PATCH",
+            Method::PATCH,
+            format!("{sub_locks}/l1"),
+            LOCKS_API.into(),
+            405,
+            "MethodNotAllowed",
+        ),
+        (
+            "subscription list POST",
+            Method::POST,
+            sub_locks.clone(),
+            LOCKS_API.into(),
+            405,
+            "MethodNotAllowed",
+        ),
+        (
+            "subscription lock no api-version",
+            Method::GET,
+            sub_locks.clone(),
+            String::new(),
+            400,
+            "MissingApiVersionParameter",
+        ),
+        (
+            "scope lock no api-version",
+            Method::GET,
+            rg_scope_locks.clone(),
+            String::new(),
+            400,
+            "MissingApiVersionParameter",
+        ),
+        (
+            "scope list PUT",
+            Method::PUT,
+            rg_scope_locks.clone(),
+            LOCKS_API.into(),
+            405,
+            "MethodNotAllowed",
+        ),
+        (
+            "scope lock PATCH",
+            Method::PATCH,
+            format!("{rg_scope_locks}/l1"),
+            LOCKS_API.into(),
+            405,
+            "MethodNotAllowed",
+        ),
+        (
+            "scope of another resource type",
+            Method::GET,
+            scope_locks(&format!(
+                "{rg_scope}/providers/Microsoft.Storage/storageAccounts/acct"
+            )),
+            LOCKS_API.into(),
+            404,
+            "ResourceNotFound",
+        ),
+        (
+            "scope of a missing vault",
+            Method::GET,
+            format!("{}/l1", scope_locks(&m.vault_path("rg", "absent"))),
+            LOCKS_API.into(),
+            404,
+            "ResourceNotFound",
+        ),
+        (
+            "scope with an invalid vault name",
+            Method::GET,
+            scope_locks(&m.vault_path("rg", "a")),
+            LOCKS_API.into(),
+            400,
+            "VaultNameNotValid",
+        ),
+        (
+            "scope with an invalid group name",
+            Method::GET,
+            scope_locks(&format!("/subscriptions/{sub}/resourceGroups/a*b")),
+            LOCKS_API.into(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "scope of an unknown subscription",
+            Method::DELETE,
+            format!("{}/l1", scope_locks("/subscriptions/ghost-0003")),
+            LOCKS_API.into(),
+            403,
+            "AuthorizationFailed",
+        ),
+        (
+            "scope that is no ARM id",
+            Method::GET,
+            scope_locks("/tenants/x"),
+            LOCKS_API.into(),
+            400,
+            "BadRequest",
+        ),
+        (
+            "scope with a trailing segment",
+            Method::GET,
+            scope_locks(&format!("{rg_scope}/extra")),
+            LOCKS_API.into(),
+            400,
+            "BadRequest",
+        ),
+    ];
+    for (what, method, path, query, status, code) in query_cases {
+        let (s, b) = m
+            .send(Some(&m.token), method, m.url(&path, &query), None)
+            .await;
+        assert_arm_error(what, s, &b, status, code);
+    }
+
+    // No token: 401 before anything about the scope is said, valid or not.
+    for path in [
+        sub_locks.clone(),
+        rg_scope_locks.clone(),
+        scope_locks("/tenants/x"),
+    ] {
+        let (s, b) = m
+            .send(None, Method::GET, m.url(&path, LOCKS_API), None)
+            .await;
+        assert_arm_error("unauthenticated", s, &b, 401, "AuthenticationFailed");
+    }
+
+    // Nothing above made a lock.
+    let (s, l) = m.call(Method::GET, &sub_locks, None).await;
+    assert_eq!((s, l["value"].as_array().unwrap().len()), (200, 0), "{l}");
+}
+
+#[tokio::test]
+async fn a_subscription_lock_holds_every_group_and_vault_and_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let m = Mgmt::new(&server).await;
+    m.create("east", "held-east", json!({})).await;
+    m.create("west", "held-west", json!({})).await;
+    let sub_scope = format!("/subscriptions/{}", m.sub);
+    let lock = format!("{sub_scope}/providers/Microsoft.Authorization/locks/Keep-All");
+
+    // Created through the scope form, read back through the subscription form.
+    let (s, b) = m
+        .call(
+            Method::PUT,
+            &format!("{}/Keep-All", scope_locks(&sub_scope)),
+            Some(json!({"properties": {"level": "CanNotDelete", "notes": "whole subscription"}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["id"], lock.as_str());
+    let (s, got) = m.call(Method::GET, &lock, None).await;
+    assert_eq!((s, &got), (200, &b));
+
+    for (rg, name) in [("east", "held-east"), ("west", "held-west")] {
+        let (s, b) = m.call(Method::DELETE, &m.vault_path(rg, name), None).await;
+        assert_arm_error(
+            "delete under a subscription lock",
+            s,
+            &b,
+            409,
+            "ScopeLocked",
+        );
+        let msg = b["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(&format!("locked: '{sub_scope}'")) && msg.contains("'Keep-All'"),
+            "{msg}"
+        );
+    }
+    // CanNotDelete lets changes through; ReadOnly does not, nor new vaults in any group.
+    let (s, b) = m
+        .call(
+            Method::PATCH,
+            &m.vault_path("east", "held-east"),
+            Some(json!({"tags": {"k": "v"}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = m
+        .call(
+            Method::PUT,
+            &lock,
+            Some(json!({"properties": {"level": "ReadOnly"}})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, b) = m
+        .call(
+            Method::PATCH,
+            &m.vault_path("west", "held-west"),
+            Some(json!({"tags": {"k": "v"}})),
+        )
+        .await;
+    assert_arm_error(
+        "update under a ReadOnly subscription lock",
+        s,
+        &b,
+        409,
+        "ScopeLocked",
+    );
+    let (s, b) = m
+        .call(
+            Method::PUT,
+            &m.vault_path("fresh", "newvault"),
+            Some(m.vault_body(json!({}))),
+        )
+        .await;
+    assert_arm_error(
+        "create under a ReadOnly subscription lock",
+        s,
+        &b,
+        409,
+        "ScopeLocked",
+    );
+
+    // The level filter, and every lock in the subscription in its list.
+    let (s, _) = m
+        .call(
+            Method::PUT,
+            &format!("{sub_scope}/resourceGroups/west/providers/Microsoft.Authorization/locks/g"),
+            Some(json!({"properties": {"level": "CanNotDelete"}})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let names = |v: &Value| -> Vec<String> {
+        v["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mr = &m;
+    let list = |filter: &'static str| {
+        let url = mr.url(
+            &format!("{sub_scope}/providers/Microsoft.Authorization/locks"),
+            &format!("{LOCKS_API}{filter}"),
+        );
+        async move { mr.send(Some(&mr.token), Method::GET, url, None).await }
+    };
+    let (s, all) = list("").await;
+    assert_eq!((s, names(&all)), (200, vec!["Keep-All".into(), "g".into()]));
+    let (_, ro) = list("&$filter=level%20eq%20%27readonly%27").await;
+    assert_eq!(names(&ro), ["Keep-All"]);
+    let (_, cnd) = list("&$filter=level%20eq%20%27CanNotDelete%27").await;
+    assert_eq!(names(&cnd), ["g"]);
+    let (_, here) = list("&$filter=atScope()%20and%20level%20eq%20%27ReadOnly%27").await;
+    assert_eq!(names(&here), ["Keep-All"]);
+
+    // A principal without a role may not touch it; a refused scope form is audited too.
+    let d = dir.path().to_str().unwrap();
+    let (code, out, err) = cli(&["sp", "create", "--data-dir", d, "--name", "nobody"]);
+    assert_eq!(code, 0, "{err}");
+    let nobody: Value = serde_json::from_str(&out).unwrap();
+    let nobody_token = mgmt_token(
+        &server,
+        nobody["client_id"].as_str().unwrap(),
+        nobody["client_secret"].as_str().unwrap(),
+    )
+    .await;
+    let (s, b) = m
+        .send(
+            Some(&nobody_token),
+            Method::DELETE,
+            m.url(&lock, LOCKS_API),
+            None,
+        )
+        .await;
+    assert_arm_error("delete by nobody", s, &b, 403, "AuthorizationFailed");
+    let bad_scope = scope_locks(&format!("{sub_scope}/resourceGroups/west/oops"));
+    let (s, b) = m.call(Method::GET, &bad_scope, None).await;
+    assert_arm_error("bad scope", s, &b, 400, "BadRequest");
+
+    for path in [
+        lock.clone(),
+        format!("{sub_scope}/resourceGroups/west/providers/Microsoft.Authorization/locks/g"),
+    ] {
+        let (s, _) = m.call(Method::DELETE, &path, None).await;
+        assert_eq!(s, 200);
+    }
+    for (rg, name) in [("east", "held-east"), ("west", "held-west")] {
+        let (s, b) = m.call(Method::DELETE, &m.vault_path(rg, name), None).await;
+        assert_eq!(s, 200, "{b}");
+    }
+
+    let store = strongbox_store_sqlite::SqliteStore::open(&format!("sqlite:{d}/strongbox.db"))
+        .await
+        .unwrap();
+    let sub_chain = format!("subscription:{}", m.sub);
+    let records: Vec<Value> = store
+        .read_audit(&sub_chain, 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| serde_json::from_str(&r.entry.record_json).unwrap())
+        .collect();
+    let lock_ops: Vec<(String, String, u64)> = records
+        .iter()
+        .filter(|r| {
+            r["operationName"]
+                .as_str()
+                .unwrap()
+                .starts_with("Microsoft.Authorization/locks")
+                && r["resourceId"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{sub_scope}/providers/"))
+        })
+        .map(|r| {
+            (
+                r["operationName"].as_str().unwrap().to_string(),
+                r["resourceId"].as_str().unwrap().to_string(),
+                r["properties"]["httpStatusCode"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let sub_list = format!("{sub_scope}/providers/Microsoft.Authorization/locks");
+    let write = "Microsoft.Authorization/locks/write";
+    let read = "Microsoft.Authorization/locks/read";
+    let delete = "Microsoft.Authorization/locks/delete";
+    let expect: Vec<(&str, &str, u64)> = vec![
+        (write, &lock, 201),
+        (read, &lock, 200),
+        (write, &lock, 200),
+        (read, &sub_list, 200),
+        (read, &sub_list, 200),
+        (read, &sub_list, 200),
+        (read, &sub_list, 200),
+        (delete, &lock, 403),
+        (delete, &lock, 200),
+    ];
+    assert_eq!(
+        lock_ops,
+        expect
+            .into_iter()
+            .map(|(o, r, s)| (o.to_string(), r.to_string(), s))
+            .collect::<Vec<_>>()
+    );
+    // The refused scope form joined the subscription's chain, under the path it named.
+    let refused = records
+        .iter()
+        .find(|r| r["properties"]["httpStatusCode"] == 400)
+        .expect("the bad scope is audited");
+    assert_eq!(refused["resultType"], "Failure");
+    assert_eq!(
+        refused["resourceId"],
+        format!("{sub_scope}/resourceGroups/west/oops/providers/Microsoft.Authorization/locks")
+    );
+    // Each vault's chain has its refused delete under the subscription lock, then the delete.
+    for name in ["held-east", "held-west"] {
+        let vault = store.get_vault_by_name(name).await.unwrap().unwrap();
+        let statuses: Vec<u64> = store
+            .read_audit(&vault.id, 0, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(&r.entry.record_json).unwrap())
+            .filter(|r| r["operationName"] == "Microsoft.KeyVault/vaults/delete")
+            .map(|r| r["properties"]["httpStatusCode"].as_u64().unwrap())
+            .collect();
+        assert_eq!(statuses, [409, 200], "{name}");
+    }
+    let mut v = strongbox_store::chain::Verifier::default();
+    for row in store.read_audit(&sub_chain, 0, 1000).await.unwrap() {
+        v.push(&row).unwrap();
+    }
+    v.finish(store.audit_head(&sub_chain).await.unwrap())
+        .unwrap();
+}
