@@ -111,8 +111,9 @@ pub fn seg(s: &str) -> String {
     out
 }
 
-/// Resolves `*.localhost` to loopback, anything else through the system resolver.
-struct LocalhostResolver;
+/// Resolves `*.localhost` to loopback, anything else through the system resolver (public for
+/// the edge agent, which builds its own client).
+pub struct LocalhostResolver;
 
 impl reqwest::dns::Resolve for LocalhostResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {

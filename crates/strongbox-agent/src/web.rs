@@ -1,0 +1,245 @@
+//! `strongbox agent run`: the resync loop and the local page. The page is plain HTML on
+//! 127.0.0.1 only; the activation form carries a one-time token issued with the page, and the
+//! POST is refused without it, or when Host/Origin name another site (DNS rebinding, CSRF).
+
+use crate::{Agent, Result};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// Largest form body.
+const MAX_FORM: usize = 16 * 1024;
+/// Page tokens kept (oldest dropped first).
+const MAX_TOKENS: usize = 64;
+
+struct Shared {
+    data_dir: PathBuf,
+    server_ca: Option<Vec<u8>>,
+    port: u16,
+    agent: Mutex<Option<Agent>>,
+    tokens: std::sync::Mutex<VecDeque<String>>,
+    last: std::sync::Mutex<String>,
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn page(status: StatusCode, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Strongbox edge agent</title></head><body><h1>Strongbox edge agent</h1>{body}</body></html>"
+    );
+    (
+        status,
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+            ),
+        ],
+        Html(html),
+    )
+        .into_response()
+}
+
+/// Only this page's own origin may talk to it.
+fn same_site(s: &Shared, headers: &HeaderMap) -> bool {
+    let ok_host =
+        |h: &str| h == format!("127.0.0.1:{}", s.port) || h == format!("localhost:{}", s.port);
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin_ok = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(o) => o.strip_prefix("http://").is_some_and(ok_host),
+    };
+    ok_host(host) && origin_ok
+}
+
+async fn show(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if !same_site(&s, &headers) {
+        return page(StatusCode::BAD_REQUEST, "<p>Wrong host.</p>");
+    }
+    let agent = s.agent.lock().await;
+    let last = s.last.lock().map(|l| l.clone()).unwrap_or_default();
+    if let Some(a) = agent.as_ref() {
+        let st = a.state();
+        return page(
+            StatusCode::OK,
+            &format!(
+                "<p>Activated: device <b>{}</b>, vault <b>{}</b>.</p><p>{}</p>",
+                escape(&st.device_name),
+                escape(&st.vault_name),
+                escape(&last)
+            ),
+        );
+    }
+    let token = strongbox_crypto::random_hex_id();
+    if let Ok(mut t) = s.tokens.lock() {
+        if t.len() >= MAX_TOKENS {
+            t.pop_front();
+        }
+        t.push_back(token.clone());
+    }
+    page(
+        StatusCode::OK,
+        &format!(
+            "<p>Not activated. Paste the activation key from <code>strongbox device activation-key</code>.</p>\
+<form method=\"post\" action=\"/activate\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
+<textarea name=\"activationKey\" rows=\"6\" cols=\"80\" required></textarea><br>\
+<button type=\"submit\">Activate</button></form>"
+        ),
+    )
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Form {
+    csrf: String,
+    activation_key: String,
+}
+
+async fn activate(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !same_site(&s, &headers) {
+        return page(StatusCode::FORBIDDEN, "<p>Cross-site request refused.</p>");
+    }
+    if body.len() > MAX_FORM {
+        return page(StatusCode::PAYLOAD_TOO_LARGE, "<p>Too large.</p>");
+    }
+    let Ok(form) = serde_urlencoded::from_bytes::<Form>(&body) else {
+        return page(StatusCode::BAD_REQUEST, "<p>Malformed form.</p>");
+    };
+    // The token is spent whether or not the activation succeeds.
+    let known = s.tokens.lock().is_ok_and(|mut t| {
+        let found = t
+            .iter()
+            .position(|x| strongbox_crypto::constant_time_eq(x.as_bytes(), form.csrf.as_bytes()));
+        found.map(|i| t.remove(i)).is_some()
+    });
+    if !known {
+        return page(
+            StatusCode::FORBIDDEN,
+            "<p>The form expired or did not come from this page; <a href=\"/\">reload it</a>.</p>",
+        );
+    }
+    let mut agent = s.agent.lock().await;
+    if agent.is_some() {
+        return page(StatusCode::CONFLICT, "<p>Already activated.</p>");
+    }
+    match crate::activate(&s.data_dir, &form.activation_key, s.server_ca.as_deref()).await {
+        Ok(mut a) => {
+            let name = a.state().device_name.clone();
+            let synced = match a.sync().await {
+                Ok(r) => r.to_string(),
+                Err(e) => format!("device secrets not synced yet: {e}"),
+            };
+            println!("activated device {name}; {synced}");
+            if let Ok(mut l) = s.last.lock() {
+                *l = synced.clone();
+            }
+            *agent = Some(a);
+            page(
+                StatusCode::OK,
+                &format!(
+                    "<p>Activated device <b>{}</b>.</p><p>{}</p>",
+                    escape(&name),
+                    escape(&synced)
+                ),
+            )
+        }
+        Err(e) => {
+            let status = e
+                .status()
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .filter(|c| c.is_client_error())
+                .unwrap_or(StatusCode::BAD_GATEWAY);
+            page(
+                status,
+                &format!(
+                    "<p>Activation failed: {}</p><p><a href=\"/\">Try again</a></p>",
+                    escape(&e.to_string())
+                ),
+            )
+        }
+    }
+}
+
+/// Serves the page on 127.0.0.1:`port` (0 picks one; the address is printed) and re-syncs the
+/// device secrets every `poll`, reporting each sync that changed something.
+pub async fn run(
+    data_dir: PathBuf,
+    server_ca: Option<Vec<u8>>,
+    port: u16,
+    poll: Duration,
+) -> Result<()> {
+    let agent = match crate::Agent::open(&data_dir) {
+        Ok(a) => Some(a),
+        Err(strongbox_client::Error::Config(m)) if m.contains("no activated device") => None,
+        Err(e) => return Err(e),
+    };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| strongbox_client::Error::Config(format!("binding 127.0.0.1:{port}: {e}")))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| strongbox_client::Error::Config(e.to_string()))?
+        .port();
+    let shared = Arc::new(Shared {
+        data_dir,
+        server_ca,
+        port,
+        agent: Mutex::new(agent),
+        tokens: std::sync::Mutex::new(VecDeque::new()),
+        last: std::sync::Mutex::new(String::new()),
+    });
+    let app = Router::new()
+        .route("/", get(show))
+        .route("/activate", axum::routing::post(activate))
+        .with_state(shared.clone());
+    println!("agent page on http://127.0.0.1:{port}/");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut tick = tokio::time::interval(poll);
+    loop {
+        tick.tick().await;
+        if server.is_finished() {
+            return Err(strongbox_client::Error::Config(
+                "the local page stopped".into(),
+            ));
+        }
+        let mut guard = shared.agent.lock().await;
+        let Some(agent) = guard.as_mut() else {
+            continue;
+        };
+        match agent.sync().await {
+            Ok(r) => {
+                if r.changed() {
+                    println!("{r}");
+                }
+                if let Ok(mut l) = shared.last.lock() {
+                    *l = r.to_string();
+                }
+            }
+            Err(e) => {
+                eprintln!("warning: device secrets sync failed: {e}");
+                if let Ok(mut l) = shared.last.lock() {
+                    *l = format!("last sync failed: {e}");
+                }
+            }
+        }
+    }
+}
