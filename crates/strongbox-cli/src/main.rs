@@ -9,6 +9,7 @@
 //! server's error code when the server refused.
 
 mod admin_cmd;
+mod agent_cmd;
 mod audit_cmd;
 mod context;
 mod device_cmd;
@@ -65,6 +66,11 @@ enum Command {
     Device {
         #[command(subcommand)]
         command: device_cmd::DeviceCommand,
+    },
+    /// The edge device agent: activate, push device secrets, run the local page and resync loop.
+    Agent {
+        #[command(subcommand)]
+        command: agent_cmd::AgentCommand,
     },
     /// Management locks on a resource group or a vault.
     Lock {
@@ -150,6 +156,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Vault { command } => vault_cmd::run(&g, command).await,
         Command::Lock { command } => lock_cmd::run(&g, command).await,
         Command::Device { command } => device_cmd::run(&g, command).await,
+        Command::Agent { command } => agent_cmd::run(command).await,
         Command::Policy { command } => policy_cmd::run(&g, command).await,
         Command::Identity { command } => identity_cmd::run(command).await,
         Command::Role { command } => role_cmd::run(&g, command).await,
