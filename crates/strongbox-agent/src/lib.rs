@@ -25,10 +25,10 @@ const ASSERTION_SECS: i64 = 300;
 
 /// The device's secrets in the vault, as research §1.6 names their types.
 pub fn disk_recovery_key_name(device: &str) -> String {
-    format!("{device}-disk-recovery-key")
+    strongbox_domain::devices::disk_recovery_key_name(device)
 }
 pub fn bmc_password_name(device: &str) -> String {
-    format!("{device}-bmc-password")
+    strongbox_domain::devices::bmc_password_name(device)
 }
 
 fn now() -> i64 {
@@ -355,10 +355,50 @@ impl Agent {
         }
     }
 
+    /// Asks the service (as the device itself) which vault is the device's now: a recovery
+    /// after a purge moves the device to a new vault, and the secrets must go there.
+    async fn refresh_vault(&mut self, token: &str) -> Result<()> {
+        let st = &self.state;
+        let suffix = format!("/{}/oauth2/v2.0/token", st.tenant_id);
+        let authority = st
+            .token_endpoint
+            .strip_suffix(&suffix)
+            .ok_or_else(|| Error::Config("the stored token endpoint is not recognised".into()))?;
+        let url = format!("{authority}/devices/{}/keyVault", st.device_id);
+        let (status, body) = send(self.http.get(url).bearer_auth(token)).await?;
+        let body = match (status, body) {
+            (200, Some(b)) => b,
+            (s, b) => return Err(http_error(s, b.as_ref())),
+        };
+        let name = body["vaultName"].as_str().unwrap_or_default().to_string();
+        match body["status"].as_str() {
+            Some("Deleted") => {
+                return Err(Error::Http {
+                    status: 409,
+                    code: "KeyVaultDeleted".into(),
+                    message: format!(
+                        "the device's vault {name} is deleted: an administrator must run `strongbox device recover-vault --name {}` first",
+                        st.device_name
+                    ),
+                });
+            }
+            Some("NotConfigured") | None => return Ok(()),
+            Some(_) => {}
+        }
+        let uri = body["vaultUri"].as_str().unwrap_or_default().to_string();
+        if !uri.is_empty() && uri != self.state.vault_uri {
+            self.state.vault_name = name;
+            self.state.vault_uri = uri;
+            self.dir.save(&self.state)?;
+        }
+        Ok(())
+    }
+
     /// Pushes the device secrets: each one missing from the vault, or holding another value, is
     /// written with the device's value. Uses only Get and Set.
     pub async fn sync(&mut self) -> Result<SyncReport> {
         let token = self.token().await?;
+        self.refresh_vault(&token).await?;
         let mut report = Vec::new();
         let cik_name = self.state.cik_name.clone();
         let in_vault = self.get(&token, &cik_name).await?;

@@ -46,6 +46,25 @@ pub enum DeviceCommand {
         #[arg(long)]
         vault_name: Option<String>,
     },
+    /// Recover the device's vault: a soft-deleted one under its name; after a purge, a new
+    /// vault (--new-vault-name). Puts back the lock, audit storage, diagnostic setting and the
+    /// identity's access; the device then pushes its secrets (`strongbox agent sync-secrets`).
+    RecoverVault {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+        /// The new vault's name, when the old one was purged.
+        #[arg(long)]
+        new_vault_name: Option<String>,
+    },
+    /// Restore the device identity's Get and Set on its vault (the same repair as recover-vault).
+    RecoverAccess {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+    },
     /// Delete a device and its identity. Asks for the name and whether its vault goes too,
     /// unless --delete-vault or --keep-vault says.
     Delete {
@@ -114,6 +133,45 @@ pub async fn run(g: &Global, command: DeviceCommand) -> anyhow::Result<ExitCode>
                 .await?;
             output::items(g.output, &cols(), &items);
         }
+        DeviceCommand::RecoverVault {
+            name,
+            resource_group,
+            new_vault_name,
+        } => {
+            let rg = context::resource_group(&resource_group, &c)?;
+            let group = Group {
+                subscription: &sub,
+                resource_group: &rg,
+            };
+            let call = arm::device_recover_vault(&base, &group, &name, new_vault_name.as_deref());
+            let done = operation(&c, &base, &group, &name, &call).await?;
+            let device = c.json(&arm::device_get(&base, &group, &name)).await?;
+            match g.output {
+                Format::Json => output::json(&done),
+                _ => println!(
+                    "Recovered the vault '{}' of device '{name}' (lock, audit storage, diagnostic setting and identity access in place). Run `strongbox agent sync-secrets` on the device to push its secrets there.",
+                    s(&device, "/properties/keyVault/name")
+                ),
+            }
+        }
+        DeviceCommand::RecoverAccess {
+            name,
+            resource_group,
+        } => {
+            let rg = context::resource_group(&resource_group, &c)?;
+            let group = Group {
+                subscription: &sub,
+                resource_group: &rg,
+            };
+            let call = arm::device_recover_vault(&base, &group, &name, None);
+            let done = operation(&c, &base, &group, &name, &call).await?;
+            match g.output {
+                Format::Json => output::json(&done),
+                _ => {
+                    println!("Restored the identity's Get and Set on the vault of device '{name}'.")
+                }
+            }
+        }
         DeviceCommand::ActivationKey {
             name,
             resource_group,
@@ -124,42 +182,8 @@ pub async fn run(g: &Global, command: DeviceCommand) -> anyhow::Result<ExitCode>
                 subscription: &sub,
                 resource_group: &rg,
             };
-            let started = c
-                .json(&arm::device_generate_key(
-                    &base,
-                    &group,
-                    &name,
-                    vault_name.as_deref(),
-                ))
-                .await?;
-            let op_id = s(&started, "/id");
-            let bar = progress();
-            let done = loop {
-                let op = c
-                    .json(&arm::device_operation(&base, &group, &name, &op_id))
-                    .await?;
-                show_steps(&bar, &op);
-                match op["status"].as_str() {
-                    Some("InProgress") => tokio::time::sleep(Duration::from_millis(200)).await,
-                    _ => break op,
-                }
-            };
-            bar.finish_and_clear();
-            if done["status"] != "Succeeded" {
-                let failed = done["steps"]
-                    .as_array()
-                    .and_then(|st| st.iter().find(|x| x["status"] == "Failed"))
-                    .map(|x| s(x, "/name"))
-                    .unwrap_or_default();
-                return Err(crate::exit::refused(
-                    409,
-                    &s(&done, "/error/code"),
-                    format!(
-                        "step {failed} failed: {} Steps done so far are kept; run the command again to finish.",
-                        s(&done, "/error/message")
-                    ),
-                ));
-            }
+            let call = arm::device_generate_key(&base, &group, &name, vault_name.as_deref());
+            let done = operation(&c, &base, &group, &name, &call).await?;
             match g.output {
                 Format::Json => output::json(&done),
                 _ => {
@@ -215,6 +239,82 @@ pub async fn run(g: &Global, command: DeviceCommand) -> anyhow::Result<ExitCode>
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts a device operation and follows it step by step to its end; a failure names its step.
+async fn operation(
+    c: &strongbox_client::Client,
+    base: &str,
+    group: &Group<'_>,
+    name: &str,
+    start: &strongbox_client::Call,
+) -> anyhow::Result<Value> {
+    let started = c.json(start).await?;
+    let op_id = s(&started, "/id");
+    let bar = progress();
+    let done = loop {
+        let op = c
+            .json(&arm::device_operation(base, group, name, &op_id))
+            .await?;
+        show_steps(&bar, &op);
+        match op["status"].as_str() {
+            Some("InProgress") => tokio::time::sleep(Duration::from_millis(200)).await,
+            _ => break op,
+        }
+    };
+    bar.finish_and_clear();
+    if done["status"] != "Succeeded" {
+        let failed = done["steps"]
+            .as_array()
+            .and_then(|st| st.iter().find(|x| x["status"] == "Failed"))
+            .map(|x| s(x, "/name"))
+            .unwrap_or_default();
+        return Err(crate::exit::refused(
+            409,
+            &s(&done, "/error/code"),
+            format!(
+                "step {failed} failed: {} Steps done so far are kept; run the command again to finish.",
+                s(&done, "/error/message")
+            ),
+        ));
+    }
+    Ok(done)
+}
+
+#[derive(Subcommand)]
+pub enum AlertCommand {
+    /// List the alerts a device raises now, each with the command that fixes it.
+    List {
+        #[arg(long, short = 'd')]
+        device: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+    },
+}
+
+pub async fn alerts(g: &Global, command: AlertCommand) -> anyhow::Result<ExitCode> {
+    let c = context::client(g)?;
+    let sub = context::subscription(g, &c)?;
+    let base = c.management_base().to_string();
+    let AlertCommand::List {
+        device,
+        resource_group,
+    } = command;
+    let rg = context::resource_group(&resource_group, &c)?;
+    let group = Group {
+        subscription: &sub,
+        resource_group: &rg,
+    };
+    let r = c.json(&arm::device_alerts(&base, &group, &device)).await?;
+    let items = r["value"].as_array().cloned().unwrap_or_default();
+    let cols = vec![
+        col("Severity", &|v| s(v, "/properties/severity")),
+        col("Alert", &|v| s(v, "/properties/alertType")),
+        col("Title", &|v| s(v, "/properties/title")),
+        col("Fix", &|v| s(v, "/properties/recommendation")),
+    ];
+    output::items(g.output, &cols, &items);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -67,6 +67,11 @@ enum Command {
         #[command(subcommand)]
         command: device_cmd::DeviceCommand,
     },
+    /// Alerts edge devices raise (computed from the state of their vault now).
+    Alert {
+        #[command(subcommand)]
+        command: device_cmd::AlertCommand,
+    },
     /// The edge device agent: activate, push device secrets, run the local page and resync loop.
     Agent {
         #[command(subcommand)]
@@ -156,6 +161,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Vault { command } => vault_cmd::run(&g, command).await,
         Command::Lock { command } => lock_cmd::run(&g, command).await,
         Command::Device { command } => device_cmd::run(&g, command).await,
+        Command::Alert { command } => device_cmd::alerts(&g, command).await,
         Command::Agent { command } => agent_cmd::run(command).await,
         Command::Policy { command } => policy_cmd::run(&g, command).await,
         Command::Identity { command } => identity_cmd::run(command).await,

@@ -618,6 +618,22 @@ pub fn device_generate_key(base: &str, g: &Group, name: &str, vault_name: Option
     call(Method::POST, base, &path, DEVICES_API).body(body)
 }
 
+/// Starts recovering a device's vault or its identity's access (a long-running operation).
+pub fn device_recover_vault(base: &str, g: &Group, name: &str, new_vault: Option<&str>) -> Call {
+    let body = match new_vault {
+        Some(v) => json!({"vaultName": v}),
+        None => json!({}),
+    };
+    let path = format!("{}/recoverKeyVault", device_path(g, name));
+    call(Method::POST, base, &path, DEVICES_API).body(body)
+}
+
+/// The alerts a device raises now.
+pub fn device_alerts(base: &str, g: &Group, name: &str) -> Call {
+    let path = format!("{}/alerts", device_path(g, name));
+    call(Method::GET, base, &path, DEVICES_API)
+}
+
 pub fn device_operation(base: &str, g: &Group, name: &str, operation_id: &str) -> Call {
     let path = format!(
         "{}/operationsStatus/{}",

@@ -129,6 +129,16 @@ pub fn cik_secret_name(device_id: &str) -> String {
     format!("sbx-cik-{device_id}")
 }
 
+/// The vault secret holding a device's disk recovery key (the agent pushes it).
+pub fn disk_recovery_key_name(device_name: &str) -> String {
+    format!("{device_name}-disk-recovery-key")
+}
+
+/// The vault secret holding a device's BMC user password (the agent pushes it).
+pub fn bmc_password_name(device_name: &str) -> String {
+    format!("{device_name}-bmc-password")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 
 const API: &str = "api-version=2023-07-01";
 
-async fn mgmt_token(server: &Server) -> String {
+pub(crate) async fn mgmt_token(server: &Server) -> String {
     let tenant = server.creds["tenant_id"].as_str().unwrap();
     let resp = server
         .client

@@ -5,6 +5,7 @@
 mod common;
 
 mod agent;
+mod device_recovery;
 mod devices;
 
 mod auth;

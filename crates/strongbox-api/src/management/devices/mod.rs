@@ -10,6 +10,7 @@
 
 mod activate;
 mod provision;
+mod recover;
 
 use super::context::*;
 use super::{ArmError, require};
@@ -79,6 +80,18 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(provision::operation_status).fallback(method_not_allowed),
         )
         .route(
+            &format!("{GROUP_DEVICES}/{{name}}/alerts"),
+            get(recover::list_alerts).fallback(method_not_allowed),
+        )
+        .route(
+            &format!("{GROUP_DEVICES}/{{name}}/recoverKeyVault"),
+            post(recover::recover).fallback(method_not_allowed),
+        )
+        .route(
+            "/devices/{id}/keyVault",
+            get(recover::device_key_vault).fallback(method_not_allowed),
+        )
+        .route(
             "/devices/activate",
             post(activate::activate).fallback(method_not_allowed),
         )
@@ -102,6 +115,8 @@ pub(crate) struct DeviceState {
     pub cik_version: Option<String>,
     pub key_generated_at: Option<i64>,
     pub activated_at: Option<i64>,
+    /// When a recovery last asked the device to push its secrets.
+    pub secrets_push_requested_at: Option<i64>,
 }
 
 impl DeviceState {

@@ -55,7 +55,7 @@ static RUNNING: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 #[allow(clippy::type_complexity)]
 static KEYS: Mutex<Option<HashMap<String, (String, String, i64)>>> = Mutex::new(None);
 
-fn claim(device_id: &str) -> bool {
+pub(super) fn claim(device_id: &str) -> bool {
     RUNNING
         .lock()
         .expect("lock")
@@ -63,7 +63,7 @@ fn claim(device_id: &str) -> bool {
         .insert(device_id.to_string())
 }
 
-fn release(device_id: &str) {
+pub(super) fn release(device_id: &str) {
     if let Some(s) = RUNNING.lock().expect("lock").as_mut() {
         s.remove(device_id);
     }
@@ -90,7 +90,7 @@ struct GenerateBody {
     vault_name: Option<String>,
 }
 
-fn op_body(
+pub(super) fn op_body(
     op_id: &str,
     status: &str,
     steps: &[(String, String)],
@@ -204,7 +204,11 @@ pub(super) async fn generate(
 }
 
 /// A name the device may take: free, or already its own (a retry after step 1).
-async fn check_vault_name(app: &AppState, device: &DeviceRow, name: &str) -> Result<(), ArmError> {
+pub(super) async fn check_vault_name(
+    app: &AppState,
+    device: &DeviceRow,
+    name: &str,
+) -> Result<(), ArmError> {
     match app.store.get_vault_by_name(name).await? {
         None => Ok(()),
         Some(v) if v.deleted.is_some() => Err(ArmError::conflict(
@@ -221,7 +225,7 @@ async fn check_vault_name(app: &AppState, device: &DeviceRow, name: &str) -> Res
     }
 }
 
-fn owned_by(v: &VaultRow, device: &DeviceRow) -> bool {
+pub(super) fn owned_by(v: &VaultRow, device: &DeviceRow) -> bool {
     v.subscription_id == device.subscription_id
         && v.resource_group
             .eq_ignore_ascii_case(&device.resource_group)
@@ -231,13 +235,13 @@ fn owned_by(v: &VaultRow, device: &DeviceRow) -> bool {
             .is_some_and(|t| t.get(DEVICE_TAG) == Some(&device.id))
 }
 
-struct Run {
-    app: Arc<AppState>,
-    audit: AuditCtx,
-    device: DeviceRow,
-    op: DeviceOperationRow,
-    steps: Vec<(String, String)>,
-    vault_name: String,
+pub(super) struct Run {
+    pub app: Arc<AppState>,
+    pub audit: AuditCtx,
+    pub device: DeviceRow,
+    pub op: DeviceOperationRow,
+    pub steps: Vec<(String, String)>,
+    pub vault_name: String,
 }
 
 impl Run {
@@ -250,12 +254,13 @@ impl Run {
         }
     }
 
-    async fn execute(mut self) {
+    pub(super) async fn execute(mut self) {
         let device_id = self.device.id.clone();
-        for i in 0..STEPS.len() {
+        for i in 0..self.steps.len() {
             self.steps[i].1 = "Running".into();
             self.save_op("InProgress", None).await;
-            match self.step(i).await {
+            let name = self.steps[i].0.clone();
+            match self.step(&name).await {
                 Ok(()) => self.steps[i].1 = "Done".into(),
                 Err(e) => {
                     self.steps[i].1 = "Failed".into();
@@ -328,10 +333,24 @@ impl Run {
             })
     }
 
-    async fn step(&self, i: usize) -> Result<(), ArmError> {
+    async fn step(&self, step: &str) -> Result<(), ArmError> {
         let (d, mut st) = self.state().await?;
         let host = vault_host(&self.app);
-        match STEPS[i] {
+        match step {
+            "RecoverVault" => {
+                // Brings the soft-deleted vault back under its name, secrets and policies
+                // included; a vault already live (a retry) is left as it is.
+                let existing = self.app.store.get_vault_by_name(&self.vault_name).await?;
+                if existing.is_some_and(|v| v.deleted.is_some()) {
+                    let params = serde_json::from_value(json!({
+                        "location": d.location,
+                        "properties": {"createMode": "recover"},
+                    }))
+                    .map_err(|e| strongbox_domain::DomainError::Internal(e.to_string()))?;
+                    lifecycle::create_or_update(&self.vault_request(&host), params).await?;
+                }
+                self.vault().await?;
+            }
             "CreateVault" => {
                 if st.vault_name.is_none() {
                     let existing = self.app.store.get_vault_by_name(&self.vault_name).await?;
@@ -572,11 +591,17 @@ impl Run {
                     self.record(d, &st).await?;
                 }
             }
+            "RequestSecretPush" => {
+                // The server holds no copy of the device secrets: the device pushes them
+                // (it asks GET /devices/{id}/keyVault for its vault, then writes what is missing).
+                st.secrets_push_requested_at = Some(self.app.clock.now());
+                self.record(d, &st).await?;
+            }
             "IssueActivationKey" => {
                 let vault = self.vault().await?;
                 self.issue_key(d, st, &vault, &host).await?;
             }
-            _ => unreachable!("every step is matched"),
+            _ => unreachable!("every planned step is matched"),
         }
         Ok(())
     }
