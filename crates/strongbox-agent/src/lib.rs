@@ -203,6 +203,8 @@ pub struct SyncReport {
     pub vault: String,
     pub at: i64,
     pub secrets: Vec<(String, Outcome)>,
+    /// The sync answered an administrator's request (`strongbox device sync-secrets`).
+    pub answered: bool,
 }
 
 impl SyncReport {
@@ -226,8 +228,20 @@ impl std::fmt::Display for SyncReport {
         for (name, o) in &self.secrets {
             write!(f, " {name} ({o})")?;
         }
+        if self.answered {
+            write!(f, "; reported to the service as requested")?;
+        }
         Ok(())
     }
+}
+
+/// The version segment of a secret bundle's id.
+fn version_of(b: &Value) -> String {
+    b["id"]
+        .as_str()
+        .and_then(|id| id.rsplit('/').next())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// An activated device.
@@ -314,19 +328,19 @@ impl Agent {
         send(req).await
     }
 
-    /// The vault's current value of `name`, or `None` when it is not there.
-    async fn get(&self, token: &str, name: &str) -> Result<Option<String>> {
+    /// The vault's current value and version of `name`, or `None` when it is not there.
+    async fn get(&self, token: &str, name: &str) -> Result<Option<(String, String)>> {
         match self
             .call(token, secrets::get(&self.state.vault_uri, name, None))
             .await?
         {
-            (200, Some(b)) => Ok(b["value"].as_str().map(String::from)),
+            (200, Some(b)) => Ok(b["value"].as_str().map(|v| (v.to_string(), version_of(&b)))),
             (404, _) => Ok(None),
             (s, b) => Err(http_error(s, b.as_ref())),
         }
     }
 
-    async fn set(&self, token: &str, name: &str, value: &str, kind: &str) -> Result<()> {
+    async fn set(&self, token: &str, name: &str, value: &str, kind: &str) -> Result<String> {
         let mut tags = std::collections::BTreeMap::new();
         tags.insert("deviceId".to_string(), self.state.device_id.clone());
         tags.insert("secretType".to_string(), kind.to_string());
@@ -339,7 +353,8 @@ impl Agent {
             .call(token, secrets::set(&self.state.vault_uri, name, value, &o))
             .await?
         {
-            (200, _) => Ok(()),
+            (200, Some(b)) => Ok(version_of(&b)),
+            (200, None) => Ok(String::new()),
             (409, b) => {
                 let e = http_error(409, b.as_ref());
                 Err(Error::Http {
@@ -357,20 +372,27 @@ impl Agent {
 
     /// Asks the service (as the device itself) which vault is the device's now: a recovery
     /// after a purge moves the device to a new vault, and the secrets must go there.
-    async fn refresh_vault(&mut self, token: &str) -> Result<()> {
+    fn device_url(&self, what: &str) -> Result<String> {
         let st = &self.state;
         let suffix = format!("/{}/oauth2/v2.0/token", st.tenant_id);
         let authority = st
             .token_endpoint
             .strip_suffix(&suffix)
             .ok_or_else(|| Error::Config("the stored token endpoint is not recognised".into()))?;
-        let url = format!("{authority}/devices/{}/keyVault", st.device_id);
+        Ok(format!("{authority}/devices/{}/{what}", st.device_id))
+    }
+
+    /// Refreshes the device's vault; returns the id of a sync an administrator requested.
+    async fn refresh_vault(&mut self, token: &str) -> Result<Option<String>> {
+        let url = self.device_url("keyVault")?;
+        let st = &self.state;
         let (status, body) = send(self.http.get(url).bearer_auth(token)).await?;
         let body = match (status, body) {
             (200, Some(b)) => b,
             (s, b) => return Err(http_error(s, b.as_ref())),
         };
         let name = body["vaultName"].as_str().unwrap_or_default().to_string();
+        let request = body["secretsSyncRequest"]["id"].as_str().map(String::from);
         match body["status"].as_str() {
             Some("Deleted") => {
                 return Err(Error::Http {
@@ -382,7 +404,7 @@ impl Agent {
                     ),
                 });
             }
-            Some("NotConfigured") | None => return Ok(()),
+            Some("NotConfigured") | None => return Ok(request),
             Some(_) => {}
         }
         let uri = body["vaultUri"].as_str().unwrap_or_default().to_string();
@@ -391,21 +413,21 @@ impl Agent {
             self.state.vault_uri = uri;
             self.dir.save(&self.state)?;
         }
-        Ok(())
+        Ok(request)
     }
 
     /// Pushes the device secrets: each one missing from the vault, or holding another value, is
     /// written with the device's value. Uses only Get and Set.
     pub async fn sync(&mut self) -> Result<SyncReport> {
         let token = self.token().await?;
-        self.refresh_vault(&token).await?;
+        let request = self.refresh_vault(&token).await?;
         let mut report = Vec::new();
         let cik_name = self.state.cik_name.clone();
         let in_vault = self.get(&token, &cik_name).await?;
         let outcome = match (&self.state.cik, in_vault) {
-            (None, Some(v)) => {
+            (None, Some((v, version))) => {
                 self.state.cik = Some(v);
-                Outcome::Read
+                (Outcome::Read, version)
             }
             (None, None) => {
                 return Err(Error::Http {
@@ -444,11 +466,43 @@ impl Agent {
         let at = now();
         self.state.last_sync_at = Some(at);
         self.dir.save(&self.state)?;
+        let answered = match &request {
+            Some(id) => self.report_synced(&token, id, &report).await?,
+            None => false,
+        };
         Ok(SyncReport {
             vault: self.state.vault_name.clone(),
             at,
-            secrets: report,
+            secrets: report.into_iter().map(|(n, (o, _))| (n, o)).collect(),
+            answered,
         })
+    }
+
+    /// Tells the service that the sync an administrator requested is done, with the versions
+    /// now in the vault. `false` when the request was no longer pending (timed out, replaced).
+    async fn report_synced(
+        &self,
+        token: &str,
+        request: &str,
+        report: &[(String, (Outcome, String))],
+    ) -> Result<bool> {
+        let secrets: Vec<Value> = report
+            .iter()
+            .map(|(n, (o, v))| json!({"name": n, "version": v, "outcome": o.to_string()}))
+            .collect();
+        let url = self.device_url("secretsSynced")?;
+        let (status, body) = send(
+            self.http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"requestId": request, "secrets": secrets})),
+        )
+        .await?;
+        match status {
+            200 => Ok(true),
+            409 => Ok(false),
+            s => Err(http_error(s, body.as_ref())),
+        }
     }
 
     async fn push(
@@ -456,18 +510,20 @@ impl Agent {
         token: &str,
         name: &str,
         mine: &str,
-        theirs: Option<String>,
+        theirs: Option<(String, String)>,
         kind: &str,
-    ) -> Result<Outcome> {
+    ) -> Result<(Outcome, String)> {
         let outcome = match theirs {
             None => Outcome::Restored,
-            Some(v) if strongbox_crypto::constant_time_eq(v.as_bytes(), mine.as_bytes()) => {
-                return Ok(Outcome::Unchanged);
+            Some((v, version))
+                if strongbox_crypto::constant_time_eq(v.as_bytes(), mine.as_bytes()) =>
+            {
+                return Ok((Outcome::Unchanged, version));
             }
             Some(_) => Outcome::Updated,
         };
-        self.set(token, name, mine, kind).await?;
-        Ok(outcome)
+        let version = self.set(token, name, mine, kind).await?;
+        Ok((outcome, version))
     }
 }
 

@@ -227,7 +227,7 @@ pub async fn run(
         };
         match agent.sync().await {
             Ok(r) => {
-                if r.changed() {
+                if r.changed() || r.answered {
                     println!("{r}");
                 }
                 if let Ok(mut l) = shared.last.lock() {

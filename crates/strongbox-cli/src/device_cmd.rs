@@ -58,6 +58,14 @@ pub enum DeviceCommand {
         #[arg(long)]
         new_vault_name: Option<String>,
     },
+    /// Ask the device to push its secrets again (restores a deleted CIK, fixes stale values);
+    /// waits until the device reports the sync done.
+    SyncSecrets {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+    },
     /// Restore the device identity's Get and Set on its vault (the same repair as recover-vault).
     RecoverAccess {
         #[arg(long, short = 'n')]
@@ -152,6 +160,38 @@ pub async fn run(g: &Global, command: DeviceCommand) -> anyhow::Result<ExitCode>
                     "Recovered the vault '{}' of device '{name}' (lock, audit storage, diagnostic setting and identity access in place). Run `strongbox agent sync-secrets` on the device to push its secrets there.",
                     s(&device, "/properties/keyVault/name")
                 ),
+            }
+        }
+        DeviceCommand::SyncSecrets {
+            name,
+            resource_group,
+        } => {
+            let rg = context::resource_group(&resource_group, &c)?;
+            let group = Group {
+                subscription: &sub,
+                resource_group: &rg,
+            };
+            eprintln!(
+                "Waiting for device '{name}' to push its secrets (its agent checks in on its poll interval)..."
+            );
+            let call = arm::device_sync_secrets(&base, &group, &name);
+            let done = operation(&c, &base, &group, &name, &call).await?;
+            if g.output == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&done["properties"])?);
+            } else {
+                let secrets: Vec<String> = done["properties"]["secrets"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|x| format!("{} ({})", s(x, "/name"), s(x, "/outcome")))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "Device '{name}' synced its secrets at {}: {}.",
+                    s(&done, "/properties/completedAt"),
+                    secrets.join(", ")
+                );
             }
         }
         DeviceCommand::RecoverAccess {

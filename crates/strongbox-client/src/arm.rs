@@ -628,6 +628,12 @@ pub fn device_recover_vault(base: &str, g: &Group, name: &str, new_vault: Option
     call(Method::POST, base, &path, DEVICES_API).body(body)
 }
 
+/// Asks the device to push its secrets again (a long-running operation the device completes).
+pub fn device_sync_secrets(base: &str, g: &Group, name: &str) -> Call {
+    let path = format!("{}/syncSecrets", device_path(g, name));
+    call(Method::POST, base, &path, DEVICES_API).body(json!({}))
+}
+
 /// The alerts a device raises now.
 pub fn device_alerts(base: &str, g: &Group, name: &str) -> Call {
     let path = format!("{}/alerts", device_path(g, name));

@@ -11,6 +11,7 @@
 mod activate;
 mod provision;
 mod recover;
+mod sync;
 
 use super::context::*;
 use super::{ArmError, require};
@@ -88,6 +89,14 @@ pub fn routes() -> Router<Arc<AppState>> {
             post(recover::recover).fallback(method_not_allowed),
         )
         .route(
+            &format!("{GROUP_DEVICES}/{{name}}/syncSecrets"),
+            post(sync::sync_secrets).fallback(method_not_allowed),
+        )
+        .route(
+            "/devices/{id}/secretsSynced",
+            post(sync::secrets_synced).fallback(method_not_allowed),
+        )
+        .route(
             "/devices/{id}/keyVault",
             get(recover::device_key_vault).fallback(method_not_allowed),
         )
@@ -117,6 +126,9 @@ pub(crate) struct DeviceState {
     pub activated_at: Option<i64>,
     /// When a recovery last asked the device to push its secrets.
     pub secrets_push_requested_at: Option<i64>,
+    /// The pending `syncSecrets` operation the device is asked to answer, and when.
+    pub sync_request_id: Option<String>,
+    pub sync_requested_at: Option<i64>,
 }
 
 impl DeviceState {

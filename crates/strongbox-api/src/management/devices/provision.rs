@@ -752,9 +752,19 @@ pub(super) async fn operation_status(
             .ok_or_else(|| {
                 ArmError::not_found("OperationNotFound", "The operation was not found.")
             })?;
+        let op = if super::sync::expire(&app, &device, &op).await? {
+            app.store
+                .get_device_operation(&op_id)
+                .await?
+                .ok_or_else(|| {
+                    ArmError::not_found("OperationNotFound", "The operation was not found.")
+                })?
+        } else {
+            op
+        };
         let mut body: Value = serde_json::from_str(&op.body_json)
             .map_err(|e| strongbox_domain::DomainError::Internal(e.to_string()))?;
-        if op.status == "Succeeded" {
+        if op.status == "Succeeded" && body.get("properties").is_none_or(Value::is_null) {
             let st = DeviceState::of(&device);
             body["properties"] = match held_key(&op.id, app.clock.now()) {
                 Some(k) => json!({"activationKey": k, "vaultName": st.vault_name}),

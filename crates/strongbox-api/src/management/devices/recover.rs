@@ -445,6 +445,7 @@ pub(super) async fn device_key_vault(
                     "vaultUri": name.as_ref().map(|v| format!("https://{v}.{}{}/", host.dns_suffix, host.port_suffix)),
                     "status": status,
                     "missingSecrets": h.missing,
+                    "secretsSyncRequest": super::sync::pending(&DeviceState::of(&d)),
                 })),
             )
                 .into_response(),
