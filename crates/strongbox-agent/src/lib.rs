@@ -505,6 +505,47 @@ impl Agent {
         }
     }
 
+    /// Reads the CIK-channel envelope `name` from the device's vault and opens it with the
+    /// device's CIK copy: (envelope version, plaintext). A changed byte, or an envelope sealed
+    /// under another CIK, is refused.
+    pub async fn receive(&mut self, name: &str) -> Result<(String, zeroize::Zeroizing<Vec<u8>>)> {
+        let token = self.token().await?;
+        self.refresh_vault(&token).await?;
+        let b = match self
+            .call(&token, secrets::get(&self.state.vault_uri, name, None))
+            .await?
+        {
+            (200, Some(b)) => b,
+            (s, b) => return Err(http_error(s, b.as_ref())),
+        };
+        let refused = |m: String| Error::Http {
+            status: 422,
+            code: "EnvelopeRefused".into(),
+            message: m,
+        };
+        if b["contentType"].as_str() != Some(strongbox_crypto::cik::CONTENT_TYPE) {
+            return Err(refused(format!(
+                "the secret {name} is not a CIK-channel envelope (content type {})",
+                strongbox_crypto::cik::CONTENT_TYPE
+            )));
+        }
+        let cik = self.state.cik.as_deref().ok_or_else(|| {
+            Error::Config(
+                "this device has not read its CIK yet: run `strongbox agent sync-secrets`".into(),
+            )
+        })?;
+        let cik = zeroize::Zeroizing::new(
+            B64.decode(cik)
+                .map_err(|_| Error::Config("the stored CIK is damaged".into()))?,
+        );
+        let envelope = b["value"].as_str().unwrap_or_default();
+        strongbox_crypto::cik::open(&cik, &self.state.device_id, name, envelope).map_err(|_| {
+            refused(format!(
+                "the envelope {name} did not open with this device's CIK: it was changed after sealing, or sealed for another device; nothing was written"
+            ))
+        })
+    }
+
     async fn push(
         &self,
         token: &str,

@@ -28,6 +28,16 @@ pub enum AgentCommand {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Read a customer secret sent over the CIK channel (`strongbox device send-secret`), open
+    /// it with the device's CIK, and write it to a new 0600 file (atomically).
+    Receive {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        secret_name: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Serve the activation page on 127.0.0.1 and re-sync the device secrets periodically.
     Run {
         #[arg(long)]
@@ -77,6 +87,19 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
             let report = agent.sync().await?;
             println!("{report}");
         }
+        AgentCommand::Receive {
+            data_dir,
+            secret_name,
+            out,
+        } => {
+            let mut agent = strongbox_agent::Agent::open(&data_dir)?;
+            let (version, value) = agent.receive(&secret_name).await?;
+            write_private(&out, &value)?;
+            println!(
+                "wrote {secret_name} (envelope version {version}) to {}",
+                out.display()
+            );
+        }
         AgentCommand::Run {
             data_dir,
             server_ca,
@@ -89,4 +112,35 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `data` to `path` readable by the owner only: a 0600 temporary file beside it, synced,
+/// then renamed over `path`, so a reader never sees a partial file.
+fn write_private(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
+        strongbox_crypto::random_hex_id()
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow::anyhow!("writing {}: {e}", path.display()));
+    }
+    Ok(())
 }

@@ -66,6 +66,19 @@ pub enum DeviceCommand {
         #[arg(long, short = 'g')]
         resource_group: Option<String>,
     },
+    /// Send a customer secret to the device over the CIK channel: sealed under a key derived
+    /// from the device's CIK and stored in its vault. The value comes from a file or stdin only.
+    SendSecret {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+        #[arg(long)]
+        secret_name: String,
+        /// Read the value from this file (`-` or absent: stdin).
+        #[arg(long, short = 'f')]
+        file: Option<std::path::PathBuf>,
+    },
     /// Restore the device identity's Get and Set on its vault (the same repair as recover-vault).
     RecoverAccess {
         #[arg(long, short = 'n')]
@@ -191,6 +204,49 @@ pub async fn run(g: &Global, command: DeviceCommand) -> anyhow::Result<ExitCode>
                     "Device '{name}' synced its secrets at {}: {}.",
                     s(&done, "/properties/completedAt"),
                     secrets.join(", ")
+                );
+            }
+        }
+        DeviceCommand::SendSecret {
+            name,
+            resource_group,
+            secret_name,
+            file,
+        } => {
+            let rg = context::resource_group(&resource_group, &c)?;
+            let group = Group {
+                subscription: &sub,
+                resource_group: &rg,
+            };
+            let bytes = match file.as_deref() {
+                Some(p) if p != std::path::Path::new("-") => {
+                    std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?
+                }
+                _ => {
+                    let mut b = Vec::new();
+                    std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
+                    b
+                }
+            };
+            let value = zeroize::Zeroizing::new(String::from_utf8(bytes).map_err(|_| {
+                crate::exit::usage("The value must be UTF-8 text; nothing was sent.")
+            })?);
+            let r = c
+                .json(&arm::device_send_secret(
+                    &base,
+                    &group,
+                    &name,
+                    &secret_name,
+                    &value,
+                ))
+                .await?;
+            if g.output == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "Sent '{secret_name}' to device '{name}' sealed under its CIK (vault {}, envelope version {}). On the device: strongbox agent receive --secret-name {secret_name} --out FILE",
+                    s(&r, "/vaultName"),
+                    s(&r, "/envelopeVersion")
                 );
             }
         }

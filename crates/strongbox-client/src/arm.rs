@@ -634,6 +634,12 @@ pub fn device_sync_secrets(base: &str, g: &Group, name: &str) -> Call {
     call(Method::POST, base, &path, DEVICES_API).body(json!({}))
 }
 
+/// Sends a customer secret to the device, sealed under its CIK.
+pub fn device_send_secret(base: &str, g: &Group, name: &str, secret: &str, value: &str) -> Call {
+    let path = format!("{}/sendSecret", device_path(g, name));
+    call(Method::POST, base, &path, DEVICES_API).body(json!({"secretName": secret, "value": value}))
+}
+
 /// The alerts a device raises now.
 pub fn device_alerts(base: &str, g: &Group, name: &str) -> Call {
     let path = format!("{}/alerts", device_path(g, name));

@@ -2,6 +2,7 @@
 //! value is sealed with XChaCha20-Poly1305 and associated data that binds it to its place, so a
 //! ciphertext moved to another secret does not open.
 
+pub mod cik;
 mod keyring;
 mod passphrase;
 mod root;

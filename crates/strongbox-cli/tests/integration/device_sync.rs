@@ -288,3 +288,205 @@ async fn sync_secrets_waits_for_the_running_agent_and_times_out_without_one() {
         "{err}"
     );
 }
+
+/// The admin's view of a secret (value, contentType).
+fn admin_secret(vault: &str, name: &str, creds: Option<&Path>) -> (String, String) {
+    let v: Value = serde_json::from_str(&ok(
+        &["secret", "show", "--vault", vault, "-n", name, "-o", "json"],
+        creds,
+    ))
+    .unwrap();
+    (
+        v["value"].as_str().unwrap().to_string(),
+        v["contentType"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+fn admin_set(vault: &str, name: &str, value: &str, creds: Option<&Path>) {
+    let (code, _, err) = run(
+        &[
+            "secret",
+            "set",
+            "--vault",
+            vault,
+            "-n",
+            name,
+            "--content-type",
+            "application/vnd.strongbox.cik-envelope",
+        ],
+        creds,
+        Some(value),
+    );
+    assert_eq!(code, 0, "{err}");
+}
+
+#[tokio::test]
+async fn cik_channel_round_trips_and_refuses_tampering_and_other_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), &[]).await;
+    let creds_path = dir.path().join("server/dev-credentials.json");
+    let creds = Some(creds_path.as_path());
+    let ca = server.creds["ca_cert"].as_str().unwrap().to_string();
+    let admin_oid = {
+        use base64::Engine;
+        let t = server.admin_token().await;
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        claims["oid"].as_str().unwrap().to_string()
+    };
+    let mut vaults = Vec::new();
+    for d in ["edge1", "edge2"] {
+        ok(&["device", "create", "-n", d], creds);
+        let key = ok(&["device", "activation-key", "-n", d], creds);
+        let data = dir.path().join(d);
+        ok(
+            &[
+                "agent",
+                "activate",
+                "--key",
+                key.trim(),
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--server-ca",
+                &ca,
+            ],
+            None,
+        );
+        let v =
+            serde_json::from_str::<Value>(&ok(&["device", "show", "-n", d, "-o", "json"], creds))
+                .unwrap()["properties"]["keyVault"]["name"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        ok(
+            &[
+                "policy",
+                "set",
+                "--vault",
+                &v,
+                "--object-id",
+                &admin_oid,
+                "--secret-permissions",
+                "get,list,set",
+            ],
+            creds,
+        );
+        vaults.push(v);
+    }
+    let plaintext = "smb://share user=ops password=Corr3ct-H0rse!";
+    let input = dir.path().join("share.txt");
+    std::fs::write(&input, plaintext).unwrap();
+    let out = ok(
+        &[
+            "device",
+            "send-secret",
+            "-n",
+            "edge1",
+            "--secret-name",
+            "share-cred",
+            "--file",
+            input.to_str().unwrap(),
+        ],
+        creds,
+    );
+    assert!(out.contains("sealed under its CIK"), "{out}");
+    // The vault holds ciphertext only.
+    let (stored, ct) = admin_secret(&vaults[0], "share-cred", creds);
+    assert_eq!(ct, "application/vnd.strongbox.cik-envelope");
+    assert!(stored.starts_with("sbcik1."), "{stored}");
+    assert!(!stored.contains("Corr3ct") && !stored.contains("smb://"));
+
+    // The device opens it into a 0600 file.
+    let a1 = dir.path().join("edge1");
+    let got = dir.path().join("got.txt");
+    ok(
+        &[
+            "agent",
+            "receive",
+            "--data-dir",
+            a1.to_str().unwrap(),
+            "--secret-name",
+            "share-cred",
+            "--out",
+            got.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), plaintext);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&got).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // One flipped character in the stored envelope: refused, nothing written.
+    let mut bytes = stored.clone().into_bytes();
+    let i = bytes.len() - 10;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    admin_set(
+        &vaults[0],
+        "share-cred",
+        std::str::from_utf8(&bytes).unwrap(),
+        creds,
+    );
+    let bad = dir.path().join("bad.txt");
+    let (code, _, err) = run(
+        &[
+            "agent",
+            "receive",
+            "--data-dir",
+            a1.to_str().unwrap(),
+            "--secret-name",
+            "share-cred",
+            "--out",
+            bad.to_str().unwrap(),
+        ],
+        None,
+        None,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("did not open"), "{err}");
+    assert!(!bad.exists());
+
+    // Another device (its own CIK) cannot open edge1's envelope copied into its vault.
+    admin_set(&vaults[1], "share-cred", &stored, creds);
+    let a2 = dir.path().join("edge2");
+    let (code, _, err) = run(
+        &[
+            "agent",
+            "receive",
+            "--data-dir",
+            a2.to_str().unwrap(),
+            "--secret-name",
+            "share-cred",
+            "--out",
+            bad.to_str().unwrap(),
+        ],
+        None,
+        None,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("did not open"), "{err}");
+    assert!(!bad.exists());
+    assert!(!err.contains("Corr3ct"));
+
+    // The device's own secret names are not for customer secrets.
+    let (code, _, err) = run(
+        &[
+            "device",
+            "send-secret",
+            "-n",
+            "edge1",
+            "--secret-name",
+            "edge1-bmc-password",
+        ],
+        creds,
+        Some("x"),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("device's own secrets"), "{err}");
+}

@@ -9,6 +9,7 @@
 //! deletion does to the vault is audited in the vault's chain.
 
 mod activate;
+mod channel;
 mod provision;
 mod recover;
 mod sync;
@@ -91,6 +92,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             &format!("{GROUP_DEVICES}/{{name}}/syncSecrets"),
             post(sync::sync_secrets).fallback(method_not_allowed),
+        )
+        .route(
+            &format!("{GROUP_DEVICES}/{{name}}/sendSecret"),
+            post(channel::send_secret).fallback(method_not_allowed),
         )
         .route(
             "/devices/{id}/secretsSynced",
