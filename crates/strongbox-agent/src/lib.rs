@@ -5,7 +5,13 @@
 //! generated) with the Get/Set grant its identity holds. [`web`] serves the loopback page where
 //! an activation key can be pasted.
 
+pub mod cache;
+pub mod edge;
+pub mod local_api;
+pub mod metrics;
 pub mod state;
+pub mod sync;
+pub mod targets;
 pub mod web;
 
 use base64::Engine;
@@ -34,6 +40,11 @@ pub fn bmc_password_name(device: &str) -> String {
 fn now() -> i64 {
     use strongbox_domain::clock::{Clock, SystemClock};
     SystemClock.now()
+}
+
+fn now_ms() -> i64 {
+    use strongbox_domain::clock::{Clock, SystemClock};
+    SystemClock.now_ms()
 }
 
 /// A BitLocker-style recovery key: eight groups of six digits, each a multiple of 11.

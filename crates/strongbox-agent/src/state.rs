@@ -141,7 +141,6 @@ impl StateDir {
 
     /// Writes the state sealed, atomically (temp file, fsync, rename), mode 0600.
     pub fn save(&self, st: &DeviceState) -> Result<(), Error> {
-        use std::io::Write;
         let plain = zeroize::Zeroizing::new(serde_json::to_vec(st).expect("state serializes"));
         let env = Envelope {
             v: 1,
@@ -149,18 +148,53 @@ impl StateDir {
             data_key: hex::encode(&self.data_key.wrapped),
             sealed: hex::encode(self.keyring.seal(AAD, &plain)),
         };
-        let path = self.dir.join(STATE_FILE);
-        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut f = options.open(&tmp).map_err(|e| config("writing", &tmp, e))?;
-        f.write_all(&serde_json::to_vec_pretty(&env).expect("envelope serializes"))
-            .and_then(|_| f.sync_all())
-            .map_err(|e| config("writing", &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| config("writing", &path, e))
+        write_atomically(
+            &self.dir.join(STATE_FILE),
+            &serde_json::to_vec_pretty(&env).expect("envelope serializes"),
+        )
     }
+
+    /// Seals `plain` under the device's data key, bound to `aad` (another file of the agent:
+    /// the edge cache).
+    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+        self.keyring.seal(aad, plain)
+    }
+
+    pub fn open_sealed(
+        &self,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+        self.keyring
+            .open_sealed(aad, sealed)
+            .map_err(|e| Error::Config(format!("opening sealed data: {e}")))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Replaces `path` with `bytes` atomically and durably: a 0600 temp file, fsync, rename, fsync
+/// of the directory (so a power cut leaves the old or the new file, never an empty one).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&tmp).map_err(|e| config("writing", &tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| config("writing", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| config("writing", path, e))?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| config("syncing", parent, e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -179,13 +179,49 @@ async fn activate(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
     }
 }
 
+/// How the agent syncs synced secrets to the edge.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Where files targets go unless a synced secret names its own dir.
+    pub secrets_dir: PathBuf,
+    /// Full re-read of every referenced secret (and the poll interval without a change feed).
+    pub rotation: Duration,
+}
+
+/// Starts the sync engine of an activated device and publishes its local API.
+fn start_sync(
+    data_dir: &std::path::Path,
+    sync: &SyncOptions,
+    cell: &crate::local_api::ApiCell,
+) -> Result<()> {
+    if cell.0.get().is_some() {
+        return Ok(());
+    }
+    let agent = crate::Agent::open(data_dir)?;
+    let st = agent.state();
+    let shared = Arc::new(crate::sync::Shared::new(
+        data_dir.to_path_buf(),
+        sync.secrets_dir.clone(),
+        st.vault_uri.clone(),
+        st.vault_name.clone(),
+    )?);
+    let engine = crate::sync::Engine::new(agent, shared.clone(), sync.rotation)?;
+    let token = crate::local_api::api_token(data_dir)?;
+    let _ = cell.0.set(crate::local_api::Api::new(shared, token));
+    tokio::spawn(engine.run());
+    Ok(())
+}
+
 /// Serves the page on 127.0.0.1:`port` (0 picks one; the address is printed) and re-syncs the
-/// device secrets every `poll`, reporting each sync that changed something.
+/// device secrets every `poll`, reporting each sync that changed something. Once the device is
+/// activated, also runs the sync engine and serves the local API (`agent.json` in the data dir
+/// says where, `api.token` holds its bearer token).
 pub async fn run(
     data_dir: PathBuf,
     server_ca: Option<Vec<u8>>,
     port: u16,
     poll: Duration,
+    sync: SyncOptions,
 ) -> Result<()> {
     let agent = match crate::Agent::open(&data_dir) {
         Ok(a) => Some(a),
@@ -207,10 +243,18 @@ pub async fn run(
         tokens: std::sync::Mutex::new(VecDeque::new()),
         last: std::sync::Mutex::new(String::new()),
     });
+    let cell = Arc::new(crate::local_api::ApiCell::default());
     let app = Router::new()
         .route("/", get(show))
         .route("/activate", axum::routing::post(activate))
-        .with_state(shared.clone());
+        .with_state(shared.clone())
+        .merge(crate::local_api::routes(cell.clone()));
+    crate::state::write_atomically(
+        &shared.data_dir.join(crate::local_api::AGENT_FILE),
+        serde_json::json!({"url": format!("http://127.0.0.1:{port}"), "pid": std::process::id()})
+            .to_string()
+            .as_bytes(),
+    )?;
     println!("agent page on http://127.0.0.1:{port}/");
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let mut tick = tokio::time::interval(poll);
@@ -225,6 +269,9 @@ pub async fn run(
         let Some(agent) = guard.as_mut() else {
             continue;
         };
+        if let Err(e) = start_sync(&shared.data_dir, &sync, &cell) {
+            eprintln!("warning: the sync engine did not start: {e}");
+        }
         match agent.sync().await {
             Ok(r) => {
                 if r.changed() || r.answered {

@@ -50,6 +50,14 @@ pub enum AgentCommand {
         /// Seconds between checks of the device secrets in the vault.
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
         poll_interval: u64,
+        /// Where synced secrets are delivered as files (one dir per synced secret) unless one
+        /// names its own dir. Put it on tmpfs (e.g. under /run) so plaintext stays off disk.
+        #[arg(long)]
+        secrets_dir: Option<PathBuf>,
+        /// Seconds between full re-reads of every referenced vault secret (the safety net
+        /// behind the change feed, and the poll interval when the server has no feed).
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
+        rotation_interval: u64,
     },
 }
 
@@ -105,9 +113,18 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
             server_ca,
             port,
             poll_interval,
+            secrets_dir,
+            rotation_interval,
         } => {
             let ca = read_ca(server_ca)?;
-            strongbox_agent::web::run(data_dir, ca, port, Duration::from_secs(poll_interval))
+            let sync = strongbox_agent::web::SyncOptions {
+                secrets_dir: match secrets_dir {
+                    Some(d) => std::path::absolute(d)?,
+                    None => std::path::absolute(data_dir.join("secrets"))?,
+                },
+                rotation: Duration::from_secs(rotation_interval),
+            };
+            strongbox_agent::web::run(data_dir, ca, port, Duration::from_secs(poll_interval), sync)
                 .await?;
         }
     }

@@ -14,6 +14,7 @@ mod audit_cmd;
 mod context;
 mod device_cmd;
 mod diagnostics_cmd;
+mod edge_cmd;
 mod exit;
 mod identity_cmd;
 mod lock_cmd;
@@ -76,6 +77,18 @@ enum Command {
     Agent {
         #[command(subcommand)]
         command: agent_cmd::AgentCommand,
+    },
+    /// Synced secrets at the edge (through a running agent): vault secrets grouped under one
+    /// name, delivered as files or a Kubernetes Secret.
+    #[command(name = "synced-secret")]
+    SyncedSecret {
+        #[command(subcommand)]
+        command: edge_cmd::SyncedSecretCommand,
+    },
+    /// Asset and dataflow endpoints at the edge whose authentication names synced secrets.
+    Endpoint {
+        #[command(subcommand)]
+        command: edge_cmd::EndpointCommand,
     },
     /// Management locks on a resource group or a vault.
     Lock {
@@ -163,6 +176,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Device { command } => device_cmd::run(&g, command).await,
         Command::Alert { command } => device_cmd::alerts(&g, command).await,
         Command::Agent { command } => agent_cmd::run(command).await,
+        Command::SyncedSecret { command } => edge_cmd::synced(&g, command).await,
+        Command::Endpoint { command } => edge_cmd::endpoint(&g, command).await,
         Command::Policy { command } => policy_cmd::run(&g, command).await,
         Command::Identity { command } => identity_cmd::run(command).await,
         Command::Role { command } => role_cmd::run(&g, command).await,

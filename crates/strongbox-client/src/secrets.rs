@@ -131,6 +131,23 @@ pub fn get(vault: &str, name: &str, version: Option<&str>) -> Call {
     Call::new(Method::GET, url(vault, &path), Plane::Vault)
 }
 
+/// TEMPORARY stub of the change feed builder (the feed branch brings the real one).
+pub fn changes(
+    vault: &str,
+    cursor: Option<&str>,
+    timeout_secs: u32,
+    maxresults: Option<u32>,
+) -> Call {
+    let mut path = format!("/changes?timeout={timeout_secs}");
+    if let Some(c) = cursor {
+        path.push_str(&format!("&cursor={}", seg(c)));
+    }
+    if let Some(m) = maxresults {
+        path.push_str(&format!("&maxresults={m}"));
+    }
+    Call::new(Method::GET, url(vault, &path), Plane::Vault)
+}
+
 pub fn list(vault: &str) -> Call {
     Call::new(
         Method::GET,

@@ -26,7 +26,11 @@ pub fn free_port() -> u16 {
 impl Server {
     /// Starts `strongbox server --dev` on `dir` with extra args, waits until it answers.
     pub async fn start(dir: &Path, extra: &[&str]) -> Server {
-        let port = free_port();
+        Server::start_on(dir, free_port(), extra).await
+    }
+
+    /// Starts on a given port: a restart on the same data dir keeps the URLs clients hold.
+    pub async fn start_on(dir: &Path, port: u16, extra: &[&str]) -> Server {
         // The log lives in the data dir, so the plaintext scan covers it too.
         let log = dir.join(format!("server-{port}.log"));
         std::fs::create_dir_all(dir).unwrap();

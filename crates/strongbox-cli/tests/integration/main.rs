@@ -8,6 +8,7 @@ mod agent;
 mod device_recovery;
 mod device_sync;
 mod devices;
+mod edge_sync;
 
 mod auth;
 mod cli_audit;

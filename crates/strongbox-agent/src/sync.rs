@@ -1,0 +1,760 @@
+//! The sync engine (issue 5): follows the bound vault's change feed (long poll, resumable
+//! cursor), falls back to polling the standard API every rotation interval, keeps the sealed
+//! last-known-good cache ([`crate::cache`]) and renders every synced secret's target from it.
+//!
+//! Errors are classified before acting (research edge-sync §7.2): a deleted or disabled source is
+//! authoritative (the synced secret's policy applies); 401/403 keep the last value and report
+//! `Error(AccessLost)`; anything transient keeps the last value and reports `Stale(since)`.
+//! Nothing is ever written to, or deleted from, the vault here.
+
+use crate::cache::{self, Cache, Entry, Put, SourceState};
+use crate::edge::{EdgeConfig, OnSourceDeleted, SyncedSecret, TargetSpec};
+use crate::metrics::Metrics;
+use crate::targets::{FileTarget, Payload, Target};
+use crate::{Agent, now};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use strongbox_client::{Error, secrets};
+use tokio::sync::Notify;
+
+/// How long one long poll waits at the server.
+const FEED_WAIT_SECS: u32 = 30;
+/// Retry delays after a failure: capped exponential with jitter.
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// How a synced secret is doing, as the agent API and CLI show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    /// `Pending` (not rendered yet), `Synced`, `Stale` or `Error`.
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_successful_sync_time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt_time: Option<i64>,
+    pub items: Vec<ItemStatus>,
+    pub target: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemStatus {
+    pub key: String,
+    pub secret: String,
+    /// The version the edge holds (empty when none).
+    pub version: String,
+    /// `Present`, `Deleted`, `Disabled` or `Missing` (never fetched).
+    pub state: String,
+}
+
+/// What the engine and the local API share.
+pub struct Shared {
+    pub data_dir: PathBuf,
+    pub secrets_dir: PathBuf,
+    pub vault_uri: String,
+    pub vault_name: String,
+    pub config: RwLock<EdgeConfig>,
+    pub status: Mutex<BTreeMap<String, SyncStatus>>,
+    pub metrics: Metrics,
+    /// Config changed or a sync was asked for: the engine re-reads everything.
+    pub wake: Notify,
+    /// Since when the vault has been unreachable.
+    pub uplink_down_since: Mutex<Option<i64>>,
+    targets: Mutex<HashMap<String, Arc<dyn Target>>>,
+}
+
+impl Shared {
+    pub fn new(
+        data_dir: PathBuf,
+        secrets_dir: PathBuf,
+        vault_uri: String,
+        vault_name: String,
+    ) -> Result<Shared, Error> {
+        let config = EdgeConfig::load(&data_dir)?;
+        Ok(Shared {
+            data_dir,
+            secrets_dir,
+            vault_uri,
+            vault_name,
+            config: RwLock::new(config),
+            status: Mutex::new(BTreeMap::new()),
+            metrics: Metrics::default(),
+            wake: Notify::new(),
+            uplink_down_since: Mutex::new(None),
+            targets: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn config(&self) -> EdgeConfig {
+        self.config.read().expect("config lock").clone()
+    }
+
+    /// The target a synced secret is delivered to (built once per distinct spec).
+    pub fn target(&self, spec: &TargetSpec) -> Result<Arc<dyn Target>, String> {
+        let id = serde_json::to_string(spec).expect("spec serializes");
+        if let Some(t) = self.targets.lock().expect("targets lock").get(&id) {
+            return Ok(t.clone());
+        }
+        let t: Arc<dyn Target> = match spec {
+            TargetSpec::Files { dir } => Arc::new(
+                FileTarget::new(
+                    dir.clone().unwrap_or_else(|| self.secrets_dir.clone()),
+                    Default::default(),
+                )
+                .map_err(|e| e.to_string())?,
+            ),
+            TargetSpec::Kubernetes { namespace } => Arc::new(
+                crate::targets::kubernetes::KubernetesTarget::from_env(namespace)
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        self.targets
+            .lock()
+            .expect("targets lock")
+            .insert(id, t.clone());
+        Ok(t)
+    }
+
+    pub fn status_of(&self, name: &str) -> Option<SyncStatus> {
+        self.status.lock().expect("status lock").get(name).cloned()
+    }
+}
+
+/// Why a fetch did not give a value.
+#[derive(Debug)]
+enum FetchError {
+    /// Authoritative: 401/403 other than disabled, or the vault is gone. Keep the last value.
+    Access(String),
+    /// Unreachable, timeout, 5xx, 429: keep the last value, report Stale.
+    Transient(String),
+}
+
+fn classify(e: Error) -> FetchError {
+    match e.status() {
+        Some(401 | 403) => FetchError::Access(format!("AccessLost: {}", e.code())),
+        Some(404) if e.code() == "VaultNotFound" => FetchError::Access("VaultNotFound".into()),
+        _ => FetchError::Transient(e.to_string()),
+    }
+}
+
+/// A vault token, reused until a minute before it expires.
+struct TokenCache {
+    token: Option<(String, i64)>,
+}
+
+fn jwt_exp(token: &str) -> Option<i64> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice::<Value>(&bytes).ok()?["exp"].as_i64()
+}
+
+pub struct Engine {
+    agent: Agent,
+    shared: Arc<Shared>,
+    cache: Cache,
+    tokens: TokenCache,
+    /// Synced secrets rendered last time, with their target spec (to remove what was dropped).
+    rendered: BTreeMap<String, TargetSpec>,
+    /// The last failure per synced secret that is not about the uplink.
+    errors: BTreeMap<String, String>,
+    /// References the vault refused (access lost), by cache key, until a read works again.
+    refused: BTreeMap<String, String>,
+    last_success: Option<i64>,
+    last_attempt: Option<i64>,
+    backoff: Duration,
+    rotation: Duration,
+}
+
+impl Engine {
+    pub fn new(agent: Agent, shared: Arc<Shared>, rotation: Duration) -> Result<Engine, Error> {
+        let cache = Cache::load(&agent.dir)?;
+        Ok(Engine {
+            agent,
+            shared,
+            cache,
+            tokens: TokenCache { token: None },
+            rendered: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            refused: BTreeMap::new(),
+            last_success: None,
+            last_attempt: None,
+            backoff: BACKOFF_MIN,
+            rotation,
+        })
+    }
+
+    async fn token(&mut self) -> Result<String, Error> {
+        if let Some((t, exp)) = &self.tokens.token
+            && *exp - 60 > now()
+        {
+            return Ok(t.clone());
+        }
+        let t = self.agent.token().await?;
+        let exp = jwt_exp(&t).unwrap_or(now() + 300);
+        self.tokens.token = Some((t.clone(), exp));
+        Ok(t)
+    }
+
+    async fn vault_call(
+        &mut self,
+        call: strongbox_client::Call,
+    ) -> Result<(u16, Option<Value>), Error> {
+        let token = self.token().await?;
+        let r = self.agent.call(&token, call).await;
+        let status = match &r {
+            Ok((s, _)) => s.to_string(),
+            Err(_) => "0".into(),
+        };
+        self.shared
+            .metrics
+            .vault_requests
+            .get_or_create(&crate::metrics::Status { status })
+            .inc();
+        if let Ok((401, _)) = r {
+            // A revoked or expired token: the next call asks for a new one.
+            self.tokens.token = None;
+        }
+        r
+    }
+
+    /// Reads one reference from the vault into the cache. `force` accepts an older version
+    /// (the feed announced a restore or recovery).
+    async fn fetch(
+        &mut self,
+        name: &str,
+        version: Option<&str>,
+        force: bool,
+    ) -> Result<Put, FetchError> {
+        let key = cache::key(name, version);
+        let r = self.fetch_inner(&key, name, version, force).await;
+        match &r {
+            Ok(_) => {
+                self.refused.remove(&key);
+            }
+            Err(FetchError::Access(m)) => {
+                self.refused.insert(key, m.clone());
+            }
+            Err(FetchError::Transient(_)) => {}
+        }
+        r
+    }
+
+    async fn fetch_inner(
+        &mut self,
+        key: &str,
+        name: &str,
+        version: Option<&str>,
+        force: bool,
+    ) -> Result<Put, FetchError> {
+        let r = self
+            .vault_call(secrets::get(&self.shared.vault_uri, name, version))
+            .await
+            .map_err(|e| FetchError::Transient(e.to_string()))?;
+        let at = now();
+        match r {
+            (200, Some(b)) => {
+                let s: secrets::Secret = serde_json::from_value(b)
+                    .map_err(|e| FetchError::Transient(format!("decoding the secret: {e}")))?;
+                let enabled = s.attributes.enabled.unwrap_or(true);
+                if !enabled {
+                    return Ok(self.cache.mark(key, SourceState::Disabled, at));
+                }
+                let e = Entry {
+                    version: s.version().to_string(),
+                    value: s.value.clone(),
+                    created: s.attributes.created.unwrap_or(0),
+                    updated: s.attributes.updated.unwrap_or(0),
+                    fetched_at: at,
+                    state: SourceState::Present,
+                };
+                Ok(self.cache.put(key, e, force))
+            }
+            (404, b) => {
+                let e = strongbox_client::http_error(404, b.as_ref());
+                if e.code() == "VaultNotFound" {
+                    return Err(FetchError::Access("VaultNotFound".into()));
+                }
+                Ok(self.cache.mark(key, SourceState::Deleted, at))
+            }
+            (403, b) => {
+                let e = strongbox_client::http_error(403, b.as_ref());
+                if e.code() == "SecretDisabled"
+                    || e.code() == "Forbidden" && e.to_string().contains("disabled")
+                {
+                    return Ok(self.cache.mark(key, SourceState::Disabled, at));
+                }
+                Err(classify(e))
+            }
+            (s, b) => Err(classify(strongbox_client::http_error(s, b.as_ref()))),
+        }
+    }
+
+    /// Every (name, version) the synced secrets reference.
+    fn references(config: &EdgeConfig) -> BTreeSet<(String, Option<String>)> {
+        config
+            .synced_secrets
+            .values()
+            .flat_map(|s| s.references.iter())
+            .map(|r| (r.secret.to_ascii_lowercase(), r.version.clone()))
+            .collect()
+    }
+
+    /// Reads every referenced secret. Ok even when some are refused (their synced secrets
+    /// report the error); Err only when the vault cannot be reached.
+    async fn full_sync(&mut self) -> Result<(), String> {
+        let config = self.shared.config();
+        let refs = Self::references(&config);
+        let mut changed = false;
+        for (name, version) in &refs {
+            match self.fetch(name, version.as_deref(), false).await {
+                Ok(p) => changed |= p == Put::Changed,
+                Err(FetchError::Access(_)) => {}
+                Err(FetchError::Transient(m)) => {
+                    if changed {
+                        self.save_cache();
+                    }
+                    return Err(m);
+                }
+            }
+        }
+        let keep: BTreeSet<String> = refs
+            .iter()
+            .map(|(n, v)| cache::key(n, v.as_deref()))
+            .collect();
+        changed |= self.cache.retain(&keep);
+        self.refused.retain(|k, _| keep.contains(k));
+        if changed {
+            self.save_cache();
+        }
+        self.connected();
+        self.render_all(&config, None).await;
+        Ok(())
+    }
+
+    fn save_cache(&mut self) {
+        if let Err(e) = self.cache.save(&self.agent.dir) {
+            eprintln!("warning: saving the edge cache failed: {e}");
+            self.count_failure("CacheWrite");
+        }
+    }
+
+    fn count_failure(&self, reason: &str) {
+        self.shared
+            .metrics
+            .sync_failures
+            .get_or_create(&crate::metrics::Reason {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    fn connected(&mut self) {
+        let t = now();
+        self.last_success = Some(t);
+        self.last_attempt = Some(t);
+        self.backoff = BACKOFF_MIN;
+        *self.shared.uplink_down_since.lock().expect("uplink lock") = None;
+        self.shared.metrics.stale_seconds.set(0.0);
+    }
+
+    fn disconnected(&mut self, why: &str) {
+        let t = now();
+        self.last_attempt = Some(t);
+        let mut down = self.shared.uplink_down_since.lock().expect("uplink lock");
+        if down.is_none() {
+            eprintln!("warning: the vault is unreachable, serving from the local cache: {why}");
+            *down = Some(t);
+        }
+        self.shared
+            .metrics
+            .stale_seconds
+            .set((t - down.unwrap_or(t)) as f64);
+        drop(down);
+        self.count_failure("Unreachable");
+    }
+
+    /// Renders every synced secret from the cache (`only`: just these), removes the targets of
+    /// synced secrets that are gone, and refreshes statuses. `changed_at_ms`: the vault commit
+    /// time of the change being delivered, for the latency histogram.
+    async fn render_all(
+        &mut self,
+        config: &EdgeConfig,
+        changed_at_ms: Option<(i64, &BTreeSet<String>)>,
+    ) {
+        // Synced secrets deleted from the config (the API removes their targets too; this
+        // covers an edit of edge.json while the agent was stopped).
+        let gone: Vec<(String, TargetSpec)> = self
+            .rendered
+            .iter()
+            .filter(|(n, spec)| {
+                config
+                    .synced_secrets
+                    .get(*n)
+                    .is_none_or(|s| &s.target != *spec)
+            })
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect();
+        for (name, spec) in gone {
+            if let Ok(t) = self.shared.target(&spec)
+                && let Err(e) = t.remove(&name).await
+            {
+                eprintln!("warning: removing the target of {name}: {e}");
+            }
+            self.rendered.remove(&name);
+            self.errors.remove(&name);
+        }
+        let mut statuses = BTreeMap::new();
+        for s in config.synced_secrets.values() {
+            let touched = changed_at_ms.is_none_or(|(_, keys)| {
+                s.references
+                    .iter()
+                    .any(|r| keys.contains(&cache::key(&r.secret, r.version.as_deref())))
+            });
+            if touched {
+                match self.render(s).await {
+                    Ok(true) => {
+                        self.shared.metrics.target_writes.inc();
+                        if let Some((ms, _)) = changed_at_ms {
+                            let ms_now = crate::now_ms();
+                            self.shared
+                                .metrics
+                                .sync_latency
+                                .observe(((ms_now - ms).max(0)) as f64 / 1000.0);
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.count_failure("Target");
+                        self.errors.insert(s.name.clone(), e);
+                    }
+                }
+            }
+            statuses.insert(s.name.clone(), self.status(s));
+        }
+        let mut counts: BTreeMap<String, i64> = ["Synced", "Stale", "Error", "Pending"]
+            .iter()
+            .map(|s| (s.to_string(), 0))
+            .collect();
+        for st in statuses.values() {
+            *counts.entry(st.state.clone()).or_default() += 1;
+        }
+        for (state, n) in counts {
+            self.shared
+                .metrics
+                .synced_secrets
+                .get_or_create(&crate::metrics::State { state })
+                .set(n);
+        }
+        if let Some(oldest) = self.cache.oldest_fetch() {
+            self.shared
+                .metrics
+                .cache_age
+                .set((now() - oldest).max(0) as f64);
+        }
+        *self.shared.status.lock().expect("status lock") = statuses;
+    }
+
+    /// Writes one synced secret's target if its content changed. All keys switch together;
+    /// nothing is written while a key was never fetched.
+    async fn render(&mut self, s: &SyncedSecret) -> Result<bool, String> {
+        let target = self.shared.target(&s.target)?;
+        let mut data = BTreeMap::new();
+        let mut missing = Vec::new();
+        for r in &s.references {
+            let key = cache::key(&r.secret, r.version.as_deref());
+            match self.cache.get(&key) {
+                Some(e)
+                    if e.state == SourceState::Present
+                        || s.on_source_deleted == OnSourceDeleted::KeepLastKnown =>
+                {
+                    match &e.value {
+                        Some(v) => {
+                            data.insert(
+                                r.key.clone(),
+                                zeroize::Zeroizing::new(v.as_bytes().to_vec()),
+                            );
+                        }
+                        None => missing.push(r.key.clone()),
+                    }
+                }
+                Some(_) => {} // deleted or disabled at the source: the key leaves the target
+                None => missing.push(r.key.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            self.errors.remove(&s.name);
+            return Ok(false);
+        }
+        let result = if data.is_empty() {
+            target.remove(&s.name).await.map(|_| true)
+        } else {
+            target
+                .apply(&Payload {
+                    name: s.name.clone(),
+                    secret_type: s.secret_type,
+                    data,
+                })
+                .await
+        };
+        match result {
+            Ok(changed) => {
+                self.errors.remove(&s.name);
+                self.rendered.insert(s.name.clone(), s.target.clone());
+                Ok(changed)
+            }
+            Err(e) => Err(format!("TargetError: {e}")),
+        }
+    }
+
+    fn status(&self, s: &SyncedSecret) -> SyncStatus {
+        let mut items = Vec::new();
+        let mut reasons = Vec::new();
+        let mut pending = false;
+        for r in &s.references {
+            let key = cache::key(&r.secret, r.version.as_deref());
+            let (version, state) = match self.cache.get(&key) {
+                Some(e) => (
+                    e.version.clone(),
+                    match e.state {
+                        SourceState::Present => "Present",
+                        SourceState::Deleted => "Deleted",
+                        SourceState::Disabled => "Disabled",
+                    },
+                ),
+                None => {
+                    pending = true;
+                    (String::new(), "Missing")
+                }
+            };
+            if state == "Deleted" || state == "Disabled" {
+                reasons.push(format!("Source{state}: {} ({})", r.secret, r.key));
+            }
+            if let Some(m) = self.refused.get(&key) {
+                reasons.push(format!("{m}: {}", r.secret));
+            }
+            items.push(ItemStatus {
+                key: r.key.clone(),
+                secret: r.secret.clone(),
+                version,
+                state: state.into(),
+            });
+        }
+        if let Some(e) = self.errors.get(&s.name) {
+            reasons.push(e.clone());
+        }
+        let down = *self.shared.uplink_down_since.lock().expect("uplink lock");
+        let (state, since, reason) = if !reasons.is_empty() {
+            ("Error", None, Some(reasons.join("; ")))
+        } else if pending {
+            (
+                "Pending",
+                down,
+                down.map(|_| {
+                    "the vault is unreachable and this synced secret was never fetched".to_string()
+                }),
+            )
+        } else if let Some(since) = down {
+            (
+                "Stale",
+                Some(since),
+                Some("the vault is unreachable; serving the last known values".into()),
+            )
+        } else {
+            ("Synced", None, None)
+        };
+        SyncStatus {
+            state: state.into(),
+            since,
+            reason,
+            last_successful_sync_time: self.last_success,
+            last_attempt_time: self.last_attempt,
+            items,
+            target: self
+                .shared
+                .target(&s.target)
+                .map(|t| t.describe())
+                .unwrap_or_else(|e| format!("unavailable: {e}")),
+        }
+    }
+
+    /// The feed's current position, `None` when the server has no feed (poll instead).
+    async fn head(&mut self) -> Result<Option<String>, String> {
+        match self
+            .vault_call(secrets::changes(&self.shared.vault_uri, None, 0, None))
+            .await
+        {
+            Ok((200, Some(b))) => Ok(b["cursor"].as_str().map(String::from)),
+            Ok((404 | 400 | 405 | 501, _)) => Ok(None),
+            Ok((s, b)) => Err(strongbox_client::http_error(s, b.as_ref()).to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn pause(&mut self) {
+        let jitter = u64::from(strongbox_crypto::random_bytes::<1>()[0])
+            * self.backoff.as_millis() as u64
+            / 512;
+        let d = self.backoff + Duration::from_millis(jitter);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        let shared = self.shared.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = shared.wake.notified() => {}
+        }
+    }
+
+    /// Runs forever: renders from the cache first (no network needed), then follows the vault.
+    pub async fn run(mut self) {
+        let config = self.shared.config();
+        self.render_all(&config, None).await;
+        let mut cursor: Option<String> = None;
+        let mut feed = true;
+        let mut need_full = true;
+        let mut last_full = tokio::time::Instant::now();
+        loop {
+            if feed && cursor.is_none() {
+                match self.head().await {
+                    Ok(Some(c)) => cursor = Some(c),
+                    Ok(None) => feed = false,
+                    Err(e) => {
+                        self.disconnected(&e);
+                        self.refresh_statuses().await;
+                        self.pause().await;
+                        continue;
+                    }
+                }
+            }
+            if need_full || last_full.elapsed() >= self.rotation {
+                if let Err(e) = self.full_sync().await {
+                    self.disconnected(&e);
+                    self.refresh_statuses().await;
+                    self.pause().await;
+                    continue;
+                }
+                need_full = false;
+                last_full = tokio::time::Instant::now();
+            }
+            if !feed {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.rotation) => {}
+                    _ = self.shared.wake.notified() => {}
+                }
+                need_full = true;
+                continue;
+            }
+            let c = cursor.clone().unwrap_or_default();
+            let call = secrets::changes(&self.shared.vault_uri, Some(&c), FEED_WAIT_SECS, None);
+            let shared = self.shared.clone();
+            let r = tokio::select! {
+                r = self.vault_call(call) => Some(r),
+                _ = shared.wake.notified() => None,
+            };
+            match r {
+                None => need_full = true,
+                Some(Ok((200, Some(b)))) => {
+                    if let Some(next) = b["cursor"].as_str() {
+                        cursor = Some(next.to_string());
+                    }
+                    let entries = b["value"].as_array().cloned().unwrap_or_default();
+                    if !entries.is_empty()
+                        && let Err(e) = self.apply_changes(&entries).await
+                    {
+                        self.disconnected(&e);
+                        self.refresh_statuses().await;
+                        self.pause().await;
+                    }
+                }
+                Some(Ok((410, _))) => {
+                    // Cursor expired: re-read everything, then follow from a fresh cursor.
+                    cursor = None;
+                    need_full = true;
+                }
+                Some(Ok((404 | 400 | 405 | 501, _))) => feed = false,
+                Some(Ok((s, b))) => {
+                    let e = strongbox_client::http_error(s, b.as_ref());
+                    if matches!(s, 401 | 403) {
+                        self.count_failure("AccessLost");
+                        need_full = true; // the fetches report the refusal per synced secret
+                    } else {
+                        self.disconnected(&e.to_string());
+                        self.refresh_statuses().await;
+                    }
+                    self.pause().await;
+                }
+                Some(Err(e)) => {
+                    self.disconnected(&e.to_string());
+                    self.refresh_statuses().await;
+                    self.pause().await;
+                    // Changes made meanwhile are still behind the cursor: nothing is missed.
+                }
+            }
+        }
+    }
+
+    async fn refresh_statuses(&mut self) {
+        let config = self.shared.config();
+        let keys = BTreeSet::new();
+        self.render_all(&config, Some((0, &keys))).await;
+    }
+
+    /// Fetches what the feed entries announce and re-renders the synced secrets they touch.
+    async fn apply_changes(&mut self, entries: &[Value]) -> Result<(), String> {
+        let config = self.shared.config();
+        let refs = Self::references(&config);
+        let mut touched = BTreeSet::new();
+        let mut first_ms = i64::MAX;
+        let mut changed = false;
+        for e in entries {
+            let Some(name) = e["name"].as_str().map(str::to_ascii_lowercase) else {
+                continue;
+            };
+            let kind = e["change"].as_str().unwrap_or_default();
+            let force = matches!(kind, "SecretRestored" | "SecretRecovered");
+            for (n, v) in refs.iter().filter(|(n, _)| *n == name) {
+                let key = cache::key(n, v.as_deref());
+                if touched.contains(&key) {
+                    continue;
+                }
+                match self.fetch(n, v.as_deref(), force).await {
+                    Ok(p) => {
+                        if p == Put::Changed {
+                            changed = true;
+                            first_ms = first_ms.min(e["timeMs"].as_i64().unwrap_or(i64::MAX));
+                        }
+                    }
+                    Err(FetchError::Access(_)) => {}
+                    Err(FetchError::Transient(m)) => {
+                        if changed {
+                            self.save_cache();
+                        }
+                        return Err(m);
+                    }
+                }
+                touched.insert(key);
+            }
+        }
+        if changed {
+            self.save_cache();
+        }
+        self.connected();
+        let at = if first_ms == i64::MAX {
+            crate::now_ms()
+        } else {
+            first_ms
+        };
+        self.render_all(&config, Some((at, &touched))).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,625 @@
+//! Issue 5 end to end: a real server and a real `strongbox agent run` process. Synced secrets
+//! are made with the CLI ("create new secret" and "add from vault"), delivered as kubelet-style
+//! files, follow vault changes, refuse what the edge must refuse, and keep serving through an
+//! uplink outage (the agent restarted meanwhile renders from its sealed cache), converging when
+//! the server is back.
+
+use crate::common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Kill(std::process::Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run(args: &[&str], creds: &Path, stdin: &str) -> (i32, String, String) {
+    let mut c = Command::new(BIN);
+    c.args(args).arg("--credentials").arg(creds);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut i = child.stdin.take().unwrap();
+        let _ = i.write_all(stdin.as_bytes());
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(args: &[&str], creds: &Path) -> String {
+    let (code, out, err) = run(args, creds, "");
+    assert_eq!(code, 0, "{args:?}: {err}");
+    out
+}
+
+fn oid_of(token: &str) -> String {
+    use base64::Engine;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    claims["oid"].as_str().unwrap().to_string()
+}
+
+struct Edge {
+    creds: PathBuf,
+    agent_dir: PathBuf,
+    secrets_dir: PathBuf,
+    vault: String,
+    ca: String,
+    agent: Option<Kill>,
+    agent_port: u16,
+}
+
+impl Edge {
+    /// Device create → activation key → agent activate; the admin may get/list/set in the
+    /// device's vault (as a user of "create new secret" needs).
+    async fn new(server: &Server, root: &Path) -> Edge {
+        let creds = root.join("server/dev-credentials.json");
+        let ca = server.creds["ca_cert"].as_str().unwrap().to_string();
+        let agent_dir = root.join("agent");
+        ok(&["device", "create", "-n", "edge1"], &creds);
+        let key = ok(&["device", "activation-key", "-n", "edge1"], &creds);
+        let (code, _, err) = cli(&[
+            "agent",
+            "activate",
+            "--key",
+            key.trim(),
+            "--data-dir",
+            agent_dir.to_str().unwrap(),
+            "--server-ca",
+            &ca,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let shown: Value = serde_json::from_str(&ok(
+            &["device", "show", "-n", "edge1", "-o", "json"],
+            &creds,
+        ))
+        .unwrap();
+        let vault = shown["properties"]["keyVault"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let admin = oid_of(&server.admin_token().await);
+        ok(
+            &[
+                "policy",
+                "set",
+                "--vault",
+                &vault,
+                "--object-id",
+                &admin,
+                "--secret-permissions",
+                "get,list,set,delete",
+            ],
+            &creds,
+        );
+        let mut e = Edge {
+            creds,
+            secrets_dir: root.join("edge-secrets"),
+            agent_dir,
+            vault,
+            ca,
+            agent: None,
+            agent_port: free_port(),
+        };
+        e.start_agent().await;
+        e
+    }
+
+    async fn start_agent(&mut self) {
+        let log = std::fs::File::create(
+            self.agent_dir
+                .join(format!("agent-{}.log", Instant::now().elapsed().as_nanos())),
+        )
+        .unwrap();
+        let child = Command::new(BIN)
+            .args(["agent", "run", "--data-dir"])
+            .arg(&self.agent_dir)
+            .args(["--server-ca", &self.ca])
+            .args(["--port", &self.agent_port.to_string()])
+            .arg("--secrets-dir")
+            .arg(&self.secrets_dir)
+            .args(["--rotation-interval", "3", "--poll-interval", "300"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.agent = Some(Kill(child));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let http = reqwest::Client::new();
+        loop {
+            let up = http
+                .get(format!("http://127.0.0.1:{}/metrics", self.agent_port))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if up && self.agent_dir.join("api.token").exists() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the agent did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn edge(&self, args: &[&str]) -> (i32, String, String) {
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend(["--agent-dir", self.agent_dir.to_str().unwrap()]);
+        run(&a, &self.creds, "")
+    }
+
+    fn edge_ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.edge(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        out
+    }
+
+    fn show(&self, name: &str) -> Value {
+        serde_json::from_str(&self.edge_ok(&["synced-secret", "show", "-n", name, "-o", "json"]))
+            .unwrap()
+    }
+
+    fn file(&self, synced: &str, key: &str) -> Option<String> {
+        std::fs::read_to_string(self.secrets_dir.join(synced).join(key)).ok()
+    }
+
+    async fn wait_file(&self, synced: &str, key: &str, want: Option<&str>, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let got = self.file(synced, key);
+            if got.as_deref() == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{synced}/{key}: waited {secs} s for {want:?}, have {got:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.agent_port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+fn set_secret(creds: &Path, vault: &str, name: &str, value: &str) {
+    let (code, _, err) = run(
+        &["secret", "set", "--vault", vault, "-n", name],
+        creds,
+        value,
+    );
+    assert_eq!(code, 0, "{err}");
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+#[tokio::test]
+async fn synced_secrets_follow_the_vault_and_refuse_what_the_edge_must_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), &[]).await;
+    let e = Edge::new(&server, dir.path()).await;
+    let values = dir.path().join("values.json");
+    std::fs::write(
+        &values,
+        r#"{"username": "opc-operator", "password": "pass-one"}"#,
+    )
+    .unwrap();
+
+    // "Create new secret": values go to the vault as the admin, then sync down as one group.
+    let out = e.edge_ok(&[
+        "synced-secret",
+        "create",
+        "-n",
+        "edp1secrets",
+        "--secret",
+        "username=opc-user",
+        "--secret",
+        "password=opc-pass",
+        "--type",
+        "basic-auth",
+        "--values-file",
+        values.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"]["state"], "Synced", "{v}");
+    assert!(!out.contains("pass-one"), "a value in the output: {out}");
+    assert_eq!(
+        e.file("edp1secrets", "username").as_deref(),
+        Some("opc-operator")
+    );
+    assert_eq!(
+        e.file("edp1secrets", "password").as_deref(),
+        Some("pass-one")
+    );
+    let target = e.secrets_dir.join("edp1secrets");
+    assert!(
+        std::fs::symlink_metadata(target.join("..data"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(target.join("password"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let shown: Value = serde_json::from_str(&ok(
+        &[
+            "secret", "show", "--vault", &e.vault, "-n", "opc-pass", "-o", "json",
+        ],
+        &e.creds,
+    ))
+    .unwrap();
+    assert_eq!(shown["value"], "pass-one");
+
+    // A change in the vault reaches the edge target (through the change feed; the benchmark
+    // measures how fast).
+    set_secret(&e.creds, &e.vault, "opc-pass", "pass-two");
+    e.wait_file("edp1secrets", "password", Some("pass-two"), 10)
+        .await;
+
+    // "Add from vault": names only, then an existing secret pinned to a version.
+    let listed = e.edge_ok(&["synced-secret", "add-from-vault", "--list"]);
+    assert!(
+        listed.contains("opc-user") && listed.contains("opc-pass"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains("pass-two") && !listed.contains("opc-operator"),
+        "{listed}"
+    );
+    let user_version = shown_version(&e, "opc-user");
+    e.edge_ok(&[
+        "synced-secret",
+        "add-from-vault",
+        "-n",
+        "pinned",
+        "--secret",
+        &format!("user=opc-user/{user_version}"),
+    ]);
+    assert_eq!(e.file("pinned", "user").as_deref(), Some("opc-operator"));
+    set_secret(&e.creds, &e.vault, "opc-user", "opc-operator-2");
+    e.wait_file("edp1secrets", "username", Some("opc-operator-2"), 10)
+        .await;
+    assert_eq!(
+        e.file("pinned", "user").as_deref(),
+        Some("opc-operator"),
+        "a pinned reference moved"
+    );
+
+    // One vault per edge: a reference into another vault is refused, nothing is made.
+    let (code, _, err) = e.edge(&[
+        "synced-secret",
+        "add-from-vault",
+        "-n",
+        "other",
+        "--secret",
+        &format!("k=https://dev.vault.localhost:{}/secrets/x", server.port),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("VaultNotBound"), "{err}");
+    // A bad key is refused before any value reaches the vault.
+    std::fs::write(&values, r#"{"../x": "never-stored"}"#).unwrap();
+    let (code, _, err) = e.edge(&[
+        "synced-secret",
+        "create",
+        "-n",
+        "bad",
+        "--secret",
+        "../x=never-written",
+        "--values-file",
+        values.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("InvalidKey"), "{err}");
+    assert!(!err.contains("never-stored"), "{err}");
+    let (code, _, _) = run(
+        &["secret", "show", "--vault", &e.vault, "-n", "never-written"],
+        &e.creds,
+        "",
+    );
+    assert_eq!(code, 4, "the vault got a value for a refused synced secret");
+    let list: Value =
+        serde_json::from_str(&e.edge_ok(&["synced-secret", "list", "-o", "json"])).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["edp1secrets", "pinned"]);
+
+    // An endpoint names <synced-secret>/<key>; a missing key is refused.
+    let (code, _, err) = e.edge(&[
+        "endpoint",
+        "create",
+        "-n",
+        "opcua-1",
+        "--kind",
+        "asset",
+        "--address",
+        "opc.tcp://plc:4840",
+        "--auth",
+        "username-password",
+        "--username-secret",
+        "edp1secrets/user",
+        "--password-secret",
+        "edp1secrets/password",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("InvalidSecretReference"), "{err}");
+    e.edge_ok(&[
+        "endpoint",
+        "create",
+        "-n",
+        "opcua-1",
+        "--kind",
+        "asset",
+        "--address",
+        "opc.tcp://plc:4840",
+        "--auth",
+        "username-password",
+        "--username-secret",
+        "edp1secrets/username",
+        "--password-secret",
+        "edp1secrets/password",
+    ]);
+    let v = e.show("edp1secrets");
+    assert_eq!(v["endpoints"], serde_json::json!(["opcua-1"]), "{v}");
+
+    // Deleting a synced secret an endpoint uses is refused; forced, it goes at the edge only.
+    let (code, _, err) = e.edge(&["synced-secret", "delete", "-n", "edp1secrets"]);
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        err.contains("SyncedSecretInUse") && err.contains("opcua-1"),
+        "{err}"
+    );
+    assert_eq!(
+        e.file("edp1secrets", "password").as_deref(),
+        Some("pass-two")
+    );
+    e.edge_ok(&["synced-secret", "delete", "-n", "edp1secrets", "--force"]);
+    assert!(!target.exists(), "the target dir stayed");
+    let shown: Value = serde_json::from_str(&ok(
+        &[
+            "secret", "show", "--vault", &e.vault, "-n", "opc-pass", "-o", "json",
+        ],
+        &e.creds,
+    ))
+    .unwrap();
+    assert_eq!(shown["value"], "pass-two", "the vault lost a secret");
+    let ep: Value =
+        serde_json::from_str(&e.edge_ok(&["endpoint", "show", "-n", "opcua-1", "-o", "json"]))
+            .unwrap();
+    assert_eq!(ep["status"]["state"], "Error", "{ep}");
+    assert!(
+        ep["status"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ReferencedSecretMissing")
+    );
+    let audit = std::fs::read_to_string(e.agent_dir.join("edge-audit.jsonl")).unwrap();
+    let forced: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["operationName"] == "SyncedSecretForcedDelete")
+        .collect();
+    assert_eq!(forced.len(), 1, "{audit}");
+    assert_eq!(
+        forced[0]["properties"]["endpointsLeftInError"][0],
+        "opcua-1"
+    );
+    assert!(!audit.contains("pass-two") && !audit.contains("opc-operator"));
+
+    // A source deleted in the vault leaves the edge target (default policy: remove).
+    ok(
+        &["secret", "delete", "--vault", &e.vault, "-n", "opc-user"],
+        &e.creds,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while e.secrets_dir.join("pinned").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the deleted source stayed at the edge"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let v = e.show("pinned");
+    assert_eq!(v["status"]["state"], "Error", "{v}");
+    assert!(
+        v["status"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("SourceDeleted"),
+        "{v}"
+    );
+
+    // The local API wants its token; metrics are there.
+    let r = reqwest::get(format!(
+        "http://127.0.0.1:{}/api/synced-secrets",
+        e.agent_port
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let m = e.metrics().await;
+    assert!(
+        metric(&m, "strongbox_agent_target_writes_total") >= 3.0,
+        "{m}"
+    );
+    assert!(
+        m.contains("strongbox_agent_sync_latency_seconds_count"),
+        "{m}"
+    );
+    assert!(m.contains("strongbox_agent_cache_age_seconds"), "{m}");
+    assert!(!m.contains("pass-two"));
+}
+
+fn shown_version(e: &Edge, name: &str) -> String {
+    let v: Value = serde_json::from_str(&ok(
+        &[
+            "secret", "show", "--vault", &e.vault, "-n", name, "-o", "json",
+        ],
+        &e.creds,
+    ))
+    .unwrap();
+    v["id"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Seconds the uplink stays cut (a minute unless STRONGBOX_TEST_OUTAGE_SECS says otherwise).
+fn outage() -> Duration {
+    Duration::from_secs(
+        std::env::var("STRONGBOX_TEST_OUTAGE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60),
+    )
+}
+
+#[tokio::test]
+async fn the_edge_serves_through_an_outage_and_converges_after_it() {
+    // With PostgreSQL, a second server node on the same database stays up during the outage,
+    // so the vault changes while the edge cannot see it; without, the change follows the return.
+    let pg = strongbox_store_postgres::test_database_url("edgeoutage").await;
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, "correct horse battery staple").unwrap();
+    let p = pass.to_str().unwrap().to_string();
+    let args: Vec<String> = match &pg {
+        Some(url) => vec!["--store".into(), url.clone(), "--passphrase-file".into(), p],
+        None => vec![],
+    };
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server_dir = dir.path().join("server");
+    let mut server = Server::start(&server_dir, &args).await;
+    let port = server.port;
+    let mut e = Edge::new(&server, dir.path()).await;
+    set_secret(&e.creds, &e.vault, "db-pass", "before-outage");
+    e.edge_ok(&[
+        "synced-secret",
+        "add-from-vault",
+        "-n",
+        "db",
+        "--secret",
+        "password=db-pass",
+    ]);
+    assert_eq!(e.file("db", "password").as_deref(), Some("before-outage"));
+
+    // Uplink cut.
+    server.stop();
+    let other = match &pg {
+        Some(_) => Some(Server::start(&dir.path().join("server-b"), &args).await),
+        None => None,
+    };
+    let started = Instant::now();
+    let mut reads = 0;
+    let mut restarted = false;
+    let mut changed_meanwhile = false;
+    while started.elapsed() < outage() {
+        // Workloads keep reading the edge copy, every read whole and current.
+        assert_eq!(e.file("db", "password").as_deref(), Some("before-outage"));
+        reads += 1;
+        if !restarted && started.elapsed() > outage() / 3 {
+            // The agent restarts without uplink, on a wiped (tmpfs-like) secrets dir: the
+            // target comes back from the sealed cache before any network call.
+            e.agent = None;
+            std::fs::remove_dir_all(&e.secrets_dir).unwrap();
+            e.start_agent().await;
+            e.wait_file("db", "password", Some("before-outage"), 10)
+                .await;
+            restarted = true;
+        }
+        if let (Some(b), false) = (&other, changed_meanwhile) {
+            let creds_b = dir.path().join("server-b/dev-credentials.json");
+            set_secret(&creds_b, &e.vault, "db-pass", "changed-during-outage");
+            let _ = b;
+            changed_meanwhile = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(reads > 10 && restarted);
+    let v = e.show("db");
+    assert_eq!(v["status"]["state"], "Stale", "{v}");
+    assert!(v["status"]["since"].is_i64(), "{v}");
+    let m = e.metrics().await;
+    assert!(metric(&m, "strongbox_agent_stale_seconds") > 0.0, "{m}");
+
+    // The server returns on the same address: the edge converges and reports Synced.
+    drop(other);
+    let server = Server::start_on(&server_dir, port, &args).await;
+    if !changed_meanwhile {
+        set_secret(&e.creds, &e.vault, "db-pass", "changed-during-outage");
+    }
+    e.wait_file("db", "password", Some("changed-during-outage"), 30)
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = e.show("db");
+        if v["status"]["state"] == "Synced" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Nothing of the value sits in the agent's data dir in the clear.
+    for entry in walk(&e.agent_dir) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("changed-during-outage") && !text.contains("before-outage"),
+            "plaintext in {}",
+            entry.display()
+        );
+    }
+    drop(server);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
