@@ -30,11 +30,18 @@ pub struct Api {
 }
 
 fn error(e: EdgeError) -> Response {
-    (
+    let mut r = (
         StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
         axum::Json(json!({"error": {"code": e.code, "message": e.message}})),
     )
-        .into_response()
+        .into_response();
+    if e.status == 401 {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"strongbox-agent\""),
+        );
+    }
+    r
 }
 
 /// Creates (once) the API token file and returns the token.
@@ -59,7 +66,7 @@ impl Api {
         })
     }
 
-    fn authorized(&self, headers: &HeaderMap) -> Result<(), Response> {
+    fn authorized(&self, headers: &HeaderMap) -> Result<(), EdgeError> {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -68,12 +75,13 @@ impl Api {
         if strongbox_crypto::constant_time_eq(given.as_bytes(), self.token.as_bytes()) {
             Ok(())
         } else {
-            Err((
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer realm=\"strongbox-agent\"")],
-                axum::Json(json!({"error": {"code": "Unauthorized", "message": format!("the agent API needs the bearer token in {TOKEN_FILE} of the agent's data dir")}})),
-            )
-                .into_response())
+            Err(EdgeError {
+                status: 401,
+                code: "Unauthorized",
+                message: format!(
+                    "the agent API needs the bearer token in {TOKEN_FILE} of the agent's data dir"
+                ),
+            })
         }
     }
 
@@ -127,20 +135,16 @@ impl Api {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, EdgeError> {
     if body.len() > MAX_BODY {
-        return Err(error(EdgeError {
+        return Err(EdgeError {
             status: 413,
             code: "RequestTooLarge",
             message: format!("the body is larger than {MAX_BODY} bytes"),
-        }));
+        });
     }
-    serde_json::from_slice(body).map_err(|e| {
-        error(EdgeError::bad(
-            "BadRequest",
-            format!("the body is not valid: {e}"),
-        ))
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| EdgeError::bad("BadRequest", format!("the body is not valid: {e}")))
 }
 
 /// The API once the device is activated (an agent started before activation serves only the
@@ -150,13 +154,11 @@ pub struct ApiCell(pub std::sync::OnceLock<Arc<Api>>);
 
 type S = State<Arc<ApiCell>>;
 
-fn ready(cell: &ApiCell, headers: &HeaderMap) -> Result<Arc<Api>, Response> {
-    let api = cell.0.get().ok_or_else(|| {
-        error(EdgeError {
-            status: 503,
-            code: "NotActivated",
-            message: "this agent is not activated yet: activate it first".into(),
-        })
+fn ready(cell: &ApiCell, headers: &HeaderMap) -> Result<Arc<Api>, EdgeError> {
+    let api = cell.0.get().ok_or_else(|| EdgeError {
+        status: 503,
+        code: "NotActivated",
+        message: "this agent is not activated yet: activate it first".into(),
     })?;
     api.authorized(headers)?;
     Ok(api.clone())
@@ -165,7 +167,7 @@ fn ready(cell: &ApiCell, headers: &HeaderMap) -> Result<Arc<Api>, Response> {
 async fn info(State(cell): S, headers: HeaderMap) -> Response {
     let api = match ready(&cell, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     axum::Json(json!({"vaultName": api.shared.vault_name, "vaultUri": api.shared.vault_uri,
         "secretsDir": api.shared.secrets_dir, "uplinkDownSince": *api.shared.uplink_down_since.lock().expect("uplink lock")}))
@@ -175,7 +177,7 @@ async fn info(State(cell): S, headers: HeaderMap) -> Response {
 async fn list_synced(State(cell): S, headers: HeaderMap) -> Response {
     let api = match ready(&cell, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     let config = api.shared.config();
     let value: Vec<Value> = config
@@ -189,7 +191,7 @@ async fn list_synced(State(cell): S, headers: HeaderMap) -> Response {
 async fn get_synced(State(cell): S, headers: HeaderMap, Path(name): Path<String>) -> Response {
     let api = match ready(&cell, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     match api.shared.config().synced_secrets.get(&name) {
         Some(s) => axum::Json(api.synced_view(s)).into_response(),
@@ -214,11 +216,11 @@ async fn put_synced(
 ) -> Response {
     let api = match ready(&cell, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     let mut s: SyncedSecret = match parse(&body) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     if s.name != name {
         return error(EdgeError::bad(
@@ -304,7 +306,7 @@ async fn delete_synced(
 ) -> Response {
     let api = match ready(&cell, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     let Ok(Query(q)) = q else {
         return error(EdgeError::bad(
@@ -369,7 +371,7 @@ async fn delete_synced(
 async fn sync_now(State(cell): S, headers: HeaderMap) -> Response {
     let api = match ready(&cell, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     api.shared.wake.notify_one();
     StatusCode::ACCEPTED.into_response()
@@ -378,7 +380,7 @@ async fn sync_now(State(cell): S, headers: HeaderMap) -> Response {
 async fn list_endpoints(State(cell): S, headers: HeaderMap) -> Response {
     let api = match ready(&cell, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     let config = api.shared.config();
     let value: Vec<Value> = config
@@ -392,7 +394,7 @@ async fn list_endpoints(State(cell): S, headers: HeaderMap) -> Response {
 async fn get_endpoint(State(cell): S, headers: HeaderMap, Path(name): Path<String>) -> Response {
     let api = match ready(&cell, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     match api.shared.config().endpoints.get(&name) {
         Some(e) => axum::Json(api.endpoint_view(e)).into_response(),
@@ -408,11 +410,11 @@ async fn put_endpoint(
 ) -> Response {
     let api = match ready(&cell, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     let e: Endpoint = match parse(&body) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(err) => return error(err),
     };
     if e.name != name {
         return error(EdgeError::bad(
@@ -458,7 +460,7 @@ async fn put_endpoint(
 async fn delete_endpoint(State(cell): S, headers: HeaderMap, Path(name): Path<String>) -> Response {
     let api = match ready(&cell, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     {
         let mut config = api.shared.config.write().expect("config lock");
