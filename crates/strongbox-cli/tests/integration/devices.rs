@@ -401,7 +401,9 @@ async fn devices_provision_activate_and_delete_with_and_without_consent() {
     assert!(d["properties"]["keyVault"].is_null(), "{d}");
     assert_eq!(d["properties"]["identityStatus"], "Disabled");
 
-    // --- a failing step (the audit account name is taken), then a retry that completes
+    // --- a non-blocking step fails (the audit account name is taken): as in Azure the key is
+    // still issued, the operation says which steps are left with a warning, the device raises
+    // an alert naming the fix, and recover-vault completes them without duplicates.
     let (s, v) = arm(
         &server,
         Some(&ctx.token),
@@ -414,7 +416,7 @@ async fn devices_provision_activate_and_delete_with_and_without_consent() {
     )
     .await;
     assert_eq!(s, 201, "{v}");
-    let (code, _, err) = ctx.cli(
+    let (code, out, err) = ctx.cli(
         &[
             "device",
             "activation-key",
@@ -422,33 +424,88 @@ async fn devices_provision_activate_and_delete_with_and_without_consent() {
             "edge1",
             "--vault-name",
             "edge1-vault",
+            "-o",
+            "json",
         ],
         None,
     );
-    assert_eq!(code, 6, "{err}");
+    assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains("CreateAuditStorage") && err.contains("StorageAccountAlreadyTaken"),
+        err.contains(
+            "warning: step CreateAuditStorage did not complete (StorageAccountAlreadyTaken"
+        ) && err.contains("warning: step CreateDiagnosticSetting")
+            && err.contains("recover-vault --name edge1"),
         "{err}"
     );
+    let op: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(op["status"], "Succeeded", "{op}");
+    let key0 = op["properties"]["activationKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let warned: Vec<&str> = op["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        warned,
+        ["CreateAuditStorage", "CreateDiagnosticSetting"],
+        "{op}"
+    );
+    let step_status = |op: &Value, name: &str| {
+        op["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(step_status(&op, "CreateAuditStorage"), "Warning");
+    assert_eq!(step_status(&op, "StoreChannelIntegrityKey"), "Done");
+    assert_eq!(step_status(&op, "IssueActivationKey"), "Done");
     let d = ctx.show("edge1").await;
     let kv = &d["properties"]["keyVault"];
     assert_eq!(kv["name"], "edge1-vault", "{d}");
     assert_eq!(kv["locked"], true);
-    assert!(kv["auditStorageAccount"].is_null() && kv["channelIntegrityKeyVersion"].is_null());
+    assert!(kv["auditStorageAccount"].is_null() && kv["diagnosticSetting"].is_null());
+    let cik0 = kv["channelIntegrityKeyVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(d["properties"]["identityStatus"], "Enabled");
+    assert_eq!(d["properties"]["keyVaultSyncStatus"], "KeyVaultSyncPending");
     assert_eq!(ctx.locks_on("edge1-vault").await, 1);
     assert!(ctx.diagnostic_settings("edge1-vault").await.is_empty());
     let (_, vault) = ctx.get(&ctx.vault("edge1-vault")).await;
-    assert!(
+    assert_eq!(
         vault["properties"]["accessPolicies"]
             .as_array()
             .unwrap()
-            .is_empty(),
+            .len(),
+        1,
         "{vault}"
     );
     assert_eq!(vault["properties"]["softDeleteRetentionInDays"], 90);
     assert_eq!(vault["properties"]["enableSoftDelete"], true);
     assert_eq!(vault["properties"]["sku"]["name"], "standard");
+    let (s, alerts) = ctx.get(&format!("{}/alerts", ctx.device("edge1"))).await;
+    assert_eq!(s, 200, "{alerts}");
+    let a = &alerts["value"][0]["properties"];
+    assert_eq!(alerts["value"].as_array().unwrap().len(), 1, "{alerts}");
+    assert_eq!(
+        (a["alertType"].as_str(), a["severity"].as_str()),
+        (Some("AuditLoggingNotConfigured"), Some("Warning"))
+    );
+    assert!(
+        a["recommendation"]
+            .as_str()
+            .unwrap()
+            .contains("strongbox device recover-vault --name edge1"),
+        "{a}"
+    );
     // The vault is the device's now: another name is refused.
     let (code, _, err) = ctx.cli(
         &[
@@ -463,6 +520,11 @@ async fn devices_provision_activate_and_delete_with_and_without_consent() {
     );
     assert_eq!(code, 6, "{err}");
     assert!(err.contains("DeviceVaultAlreadyConfigured"), "{err}");
+    // While the name is still taken, recovery warns again and changes nothing else.
+    let (code, _, err) = ctx.cli(&["device", "recover-vault", "--name", "edge1"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("StorageAccountAlreadyTaken"), "{err}");
+    assert_eq!(ctx.locks_on("edge1-vault").await, 1);
     let (s, _) = arm(
         &server,
         Some(&ctx.token),
@@ -475,6 +537,15 @@ async fn devices_provision_activate_and_delete_with_and_without_consent() {
     )
     .await;
     assert_eq!(s, 200);
+    let (code, _, err) = ctx.cli(&["device", "recover-vault", "--name", "edge1"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    let (_, alerts) = ctx.get(&format!("{}/alerts", ctx.device("edge1"))).await;
+    assert_eq!(
+        alerts["value"],
+        json!([]),
+        "the alert clears once the steps are done"
+    );
     let (code, key1, err) = ctx.cli(&["device", "activation-key", "-n", "edge1"], None);
     assert_eq!(code, 0, "{err}");
     let key1 = key1.trim().to_string();
@@ -519,6 +590,7 @@ async fn devices_provision_activate_and_delete_with_and_without_consent() {
         .as_str()
         .unwrap()
         .to_string();
+    assert_eq!(cik_version, cik0, "no second CIK version");
 
     // Regenerating: a new key, the vault untouched (no new record in its audit chain), the
     // older key refused.
@@ -567,8 +639,10 @@ async fn devices_provision_activate_and_delete_with_and_without_consent() {
 
     // --- 3. activation: once, with the device's own key
     let (pkcs8, jwk) = device_key();
-    let (s, v) = activate(&server, &key1, &jwk).await;
-    assert_eq!(s, 401, "a replaced key must not activate: {v}");
+    for replaced in [&key0, &key1] {
+        let (s, v) = activate(&server, replaced, &jwk).await;
+        assert_eq!(s, 401, "a replaced key must not activate: {v}");
+    }
     let mut tampered = key2.clone().into_bytes();
     tampered[5] = if tampered[5] == b'A' { b'B' } else { b'A' };
     let (s, v) = activate(&server, &String::from_utf8(tampered).unwrap(), &jwk).await;

@@ -38,7 +38,10 @@ pub(super) async fn reports_and_alert_history(store: &dyn Store) {
         .observe_device_alerts("hd-1", &raised(&["A", "B"]), 150)
         .await
         .unwrap();
-    assert!(rows.iter().all(|r| r.appeared_at == 100 && r.occurrences == 1));
+    assert!(
+        rows.iter()
+            .all(|r| r.appeared_at == 100 && r.occurrences == 1)
+    );
     // B clears, then comes back: a second episode, first seen kept.
     let rows = store
         .observe_device_alerts("hd-1", &raised(&["A"]), 200)
@@ -102,5 +105,8 @@ pub(super) async fn reports_and_alert_history(store: &dyn Store) {
     store.insert_device(device, entry).await.unwrap();
     store.set_device_identity("hd-3", "oid-new").await.unwrap();
     let d = store.get_device_by_id("hd-3").await.unwrap().unwrap();
-    assert_eq!((d.identity_object_id.as_str(), d.state_json.as_str()), ("oid-new", "{}"));
+    assert_eq!(
+        (d.identity_object_id.as_str(), d.state_json.as_str()),
+        ("oid-new", "{}")
+    );
 }
