@@ -853,3 +853,127 @@ async fn devices_provision_activate_and_delete_with_and_without_consent() {
     .await;
     assert_eq!(s, 400, "{v}");
 }
+
+/// Every file under `dir`, recursively: (path, bytes).
+fn all_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(all_files(&p));
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            out.push((p.display().to_string(), bytes));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn activation_keys_survive_a_restart_and_stay_single_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]).await;
+    let sub = server.creds["subscription_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for d in ["edge1", "edge2"] {
+        let (code, _, err) = sb(dir.path(), &["device", "create", "-n", d], None);
+        assert_eq!(code, 0, "{err}");
+    }
+    let key_of = |device: &str| {
+        let (code, out, err) = sb(
+            dir.path(),
+            &["device", "activation-key", "-n", device, "-o", "json"],
+            None,
+        );
+        assert_eq!(code, 0, "{err}");
+        let op: Value = serde_json::from_str(&out).unwrap();
+        (
+            op["id"].as_str().unwrap().to_string(),
+            op["properties"]["activationKey"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    };
+    let (op1, key1) = key_of("edge1");
+    let (_, key2) = key_of("edge2");
+    // edge2's key is spent before the restart.
+    let (_, jwk2) = device_key();
+    let (s, v) = activate(&server, &key2, &jwk2).await;
+    assert_eq!(s, 200, "{v}");
+
+    server.stop();
+    let server = Server::start(dir.path(), &[]).await;
+    // Only the hash of the key's one-time secret was kept: neither the key nor its secret is
+    // in any file of the server (database, WAL, logs).
+    let secret = {
+        let body = key1.rsplit_once('#').unwrap().0;
+        let json: Value = serde_json::from_slice(&B64.decode(body).unwrap()).unwrap();
+        json["enrollmentSecret"].as_str().unwrap().to_string()
+    };
+    assert!(secret.len() >= 40, "{secret}");
+    let files = all_files(dir.path());
+    assert!(
+        files.iter().any(|(p, _)| p.ends_with("strongbox.db")),
+        "{:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    for (path, bytes) in &files {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(!text.contains(&secret), "{path} holds the enrolment secret");
+        assert!(
+            !text.contains(&key1[..60]),
+            "{path} holds the activation key"
+        );
+    }
+    // The operation no longer shows the key after the restart, and says the key still works.
+    let token = mgmt_token(&server).await;
+    let (s, op) = arm(
+        &server,
+        Some(&token),
+        Method::GET,
+        &format!(
+            "/subscriptions/{sub}/resourceGroups/strongbox-dev/providers/Microsoft.DataBoxEdge/dataBoxEdgeDevices/edge1/operationsStatus/{op1}?{API}"
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{op}");
+    assert!(op["properties"]["activationKey"].is_null(), "{op}");
+    assert!(
+        op["properties"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("still activates"),
+        "{op}"
+    );
+
+    // The key issued before the restart activates, once; the key spent before it stays spent.
+    let (pkcs8, jwk) = device_key();
+    let (s, act) = activate(&server, &key1, &jwk).await;
+    assert_eq!(s, 200, "{act}");
+    let (s, tok) = assertion_token(&server, &act, &pkcs8).await;
+    assert_eq!(s, 200, "{tok}");
+    let (s, v) = activate(&server, &key1, &jwk).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("ActivationKeyAlreadyUsed"))
+    );
+    let (s, v) = activate(&server, &key2, &jwk2).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("ActivationKeyAlreadyUsed"))
+    );
+    // And across one more restart.
+    let mut server = server;
+    server.stop();
+    let server = Server::start(dir.path(), &[]).await;
+    for k in [&key1, &key2] {
+        let (s, v) = activate(&server, k, &jwk).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (409, Some("ActivationKeyAlreadyUsed"))
+        );
+    }
+}
