@@ -5,6 +5,7 @@
 mod common;
 
 mod agent;
+mod device_alerts;
 mod device_recovery;
 mod device_sync;
 mod devices;
