@@ -163,7 +163,7 @@ impl Ctx<'_> {
 }
 
 /// A P-256 key pair: (PKCS#8 DER of the private key, public JWK).
-fn device_key() -> (Vec<u8>, Value) {
+pub(crate) fn device_key() -> (Vec<u8>, Value) {
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
@@ -179,7 +179,7 @@ fn claims_of(token: &str) -> Value {
 }
 
 /// A token for the device identity by signed client assertion (status, body).
-async fn assertion_token(server: &Server, act: &Value, pkcs8: &[u8]) -> (u16, Value) {
+pub(crate) async fn assertion_token(server: &Server, act: &Value, pkcs8: &[u8]) -> (u16, Value) {
     // The server's time (it may run a moved clock), from a token it just issued.
     let now = claims_of(&server.admin_token().await)["iat"]
         .as_i64()
@@ -212,7 +212,7 @@ async fn assertion_token(server: &Server, act: &Value, pkcs8: &[u8]) -> (u16, Va
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn activate(server: &Server, key: &str, jwk: &Value) -> (u16, Value) {
+pub(crate) async fn activate(server: &Server, key: &str, jwk: &Value) -> (u16, Value) {
     arm(
         server,
         None,

@@ -625,9 +625,12 @@ pub(super) async fn device_key_vault(
             return Err(ArmError::bad_request("The request path is malformed."));
         };
         // Unknown device and someone else's token answer alike: nothing leaks about devices.
-        let d = super::sync::device_caller(&app, caller.as_ref(), &id).await?;
-        chain = lifecycle::subscription_chain(&d.subscription_id);
-        resource_id = format!("{}/keyVault", d.resource_id);
+        let target = app.store.get_device_by_id(&clip(&id)).await?;
+        if let Some(t) = &target {
+            chain = lifecycle::subscription_chain(&t.subscription_id);
+            resource_id = format!("{}/keyVault", t.resource_id);
+        }
+        let d = super::sync::device_caller(caller.as_ref(), target)?;
         let h = health(&app, &d).await?;
         let host = vault_host(&app);
         let (name, status) = match &h.vault {

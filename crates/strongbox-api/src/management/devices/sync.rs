@@ -199,11 +199,11 @@ pub(super) async fn device_token_caller(app: &AppState, headers: &HeaderMap) -> 
 }
 
 /// The device behind a device-authenticated call: the caller must be the device's own
-/// identity. Unknown device and someone else's token answer alike.
-pub(super) async fn device_caller(
-    app: &AppState,
+/// identity. Unknown device and someone else's token answer alike (the audit record still goes
+/// to the named device's chain, so its owners see the attempt).
+pub(super) fn device_caller(
     caller: Option<&Caller>,
-    id: &str,
+    target: Option<DeviceRow>,
 ) -> Result<DeviceRow, ArmError> {
     let denied = || {
         ArmError::new(
@@ -213,9 +213,7 @@ pub(super) async fn device_caller(
         )
     };
     let caller = caller.ok_or_else(denied)?;
-    app.store
-        .get_device_by_id(&clip(id))
-        .await?
+    target
         .filter(|d| d.identity_object_id == caller.object_id)
         .ok_or_else(denied)
 }
@@ -292,9 +290,12 @@ pub(super) async fn secrets_synced(
         let Ok(Path(id)) = path else {
             return Err(ArmError::bad_request("The request path is malformed."));
         };
-        let d = device_caller(&app, caller.as_ref(), &id).await?;
-        chain = lifecycle::subscription_chain(&d.subscription_id);
-        resource_id = format!("{}/secretsSynced", d.resource_id);
+        let target = app.store.get_device_by_id(&clip(&id)).await?;
+        if let Some(t) = &target {
+            chain = lifecycle::subscription_chain(&t.subscription_id);
+            resource_id = format!("{}/secretsSynced", t.resource_id);
+        }
+        let d = device_caller(caller.as_ref(), target)?;
         let b: SyncedBody = json_body(&raw, MAX_AUTHZ_BODY_BYTES)?;
         let mut st = DeviceState::of(&d);
         let names = [
