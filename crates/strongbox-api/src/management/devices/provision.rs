@@ -17,10 +17,14 @@
 //! Each step checks what exists before acting, and the device records a step only once it is
 //! done: a failed or interrupted run leaves a state that the next run completes, never a second
 //! vault, lock, policy entry, account, setting or CIK version. Once everything is built, a new
-//! key is step 8 alone: the vault is not touched.
+//! key is step 8 alone: the vault is not touched. Steps 4 and 5 do not block (as in Azure): if
+//! they fail the key is still issued, the operation carries a warning per step, the device
+//! raises `AuditLoggingNotConfigured`, and Recover key vault (or a new key) completes them.
 //!
-//! The key itself is held in memory only (until it expires or the device goes) and shown on the
-//! completed operation's status; after a server restart, generate a new one.
+//! What makes a key valid lives in the store: the enrolment (hash of the one-time secret,
+//! expiry, used-at), so a key survives a server restart and stays single-use across it. The
+//! key's text is never stored: it is shown on the completed operation's status from memory
+//! only, so after a restart (or on another node) the status no longer shows it.
 
 use super::*;
 use axum::http::{HeaderValue, header};
