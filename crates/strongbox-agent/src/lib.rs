@@ -179,6 +179,7 @@ pub async fn activate(data_dir: &Path, key_text: &str, server_ca: Option<&[u8]>)
         bmc_password: new_bmc_password(),
         activated_at: now(),
         last_sync_at: None,
+        envelope_seqs: Default::default(),
     };
     // The key is spent: keep the state before anything else can fail.
     dir.save(&st)?;
@@ -477,10 +478,11 @@ impl Agent {
         let at = now();
         self.state.last_sync_at = Some(at);
         self.dir.save(&self.state)?;
-        let answered = match &request {
-            Some(id) => self.report_synced(&token, id, &report).await?,
-            None => false,
-        };
+        // Every sync is reported (not only a requested one): the service compares the versions
+        // with the vault's to tell when someone changed a device secret behind its back.
+        let answered = self
+            .report_synced(&token, request.as_deref(), &report)
+            .await?;
         Ok(SyncReport {
             vault: self.state.vault_name.clone(),
             at,
@@ -489,12 +491,13 @@ impl Agent {
         })
     }
 
-    /// Tells the service that the sync an administrator requested is done, with the versions
-    /// now in the vault. `false` when the request was no longer pending (timed out, replaced).
+    /// Reports the versions now in the vault, answering the sync an administrator requested
+    /// if there is one. `true` when it answered that request; `false` when there was none or it
+    /// was no longer pending (timed out, replaced), in which case the report goes without it.
     async fn report_synced(
         &self,
         token: &str,
-        request: &str,
+        request: Option<&str>,
         report: &[(String, (Outcome, String))],
     ) -> Result<bool> {
         let secrets: Vec<Value> = report
@@ -502,23 +505,29 @@ impl Agent {
             .map(|(n, (o, v))| json!({"name": n, "version": v, "outcome": o.to_string()}))
             .collect();
         let url = self.device_url("secretsSynced")?;
-        let (status, body) = send(
-            self.http
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({"requestId": request, "secrets": secrets})),
-        )
-        .await?;
-        match status {
-            200 => Ok(true),
-            409 => Ok(false),
-            s => Err(http_error(s, body.as_ref())),
+        let post = |request: Option<&str>| {
+            let mut body = json!({"secrets": secrets});
+            if let Some(id) = request {
+                body["requestId"] = json!(id);
+            }
+            send(self.http.post(&url).bearer_auth(token).json(&body))
+        };
+        let (status, body) = post(request).await?;
+        match (status, request) {
+            (200, Some(_)) => Ok(true),
+            (200, None) => Ok(false),
+            (409, Some(_)) => match post(None).await? {
+                (200, _) => Ok(false),
+                (s, b) => Err(http_error(s, b.as_ref())),
+            },
+            (s, _) => Err(http_error(s, body.as_ref())),
         }
     }
 
     /// Reads the CIK-channel envelope `name` from the device's vault and opens it with the
-    /// device's CIK copy: (envelope version, plaintext). A changed byte, or an envelope sealed
-    /// under another CIK, is refused.
+    /// device's CIK copy: (envelope version, plaintext). A changed byte, an envelope sealed
+    /// under another CIK, or one older than an envelope already opened under `name` (a replay)
+    /// is refused; the highest sequence opened per name is kept in the sealed state.
     pub async fn receive(&mut self, name: &str) -> Result<(String, zeroize::Zeroizing<Vec<u8>>)> {
         let token = self.token().await?;
         self.refresh_vault(&token).await?;
@@ -550,11 +559,26 @@ impl Agent {
                 .map_err(|_| Error::Config("the stored CIK is damaged".into()))?,
         );
         let envelope = b["value"].as_str().unwrap_or_default();
-        strongbox_crypto::cik::open(&cik, &self.state.device_id, name, envelope).map_err(|_| {
-            refused(format!(
-                "the envelope {name} did not open with this device's CIK: it was changed after sealing, or sealed for another device; nothing was written"
-            ))
-        })
+        let opened = strongbox_crypto::cik::open(&cik, &self.state.device_id, name, envelope)
+            .map_err(|_| {
+                refused(format!(
+                    "the envelope {name} did not open with this device's CIK: it was changed after sealing, or sealed for another device; nothing was written"
+                ))
+            })?;
+        // Vault names are case-insensitive: so is the replay check.
+        let key = name.to_ascii_lowercase();
+        let seen = self.state.envelope_seqs.get(&key).copied().unwrap_or(0);
+        if opened.seq < seen {
+            return Err(refused(format!(
+                "the envelope {name} (sequence {}) is older than one this device already opened under that name (sequence {seen}): an old envelope was put back (a replay); nothing was written. Send the current value again with `strongbox device send-secret`",
+                opened.seq
+            )));
+        }
+        if opened.seq > seen {
+            self.state.envelope_seqs.insert(key, opened.seq);
+            self.dir.save(&self.state)?;
+        }
+        Ok((opened.version, opened.plaintext))
     }
 
     async fn push(

@@ -39,6 +39,10 @@ pub struct DeviceState {
     pub bmc_password: String,
     pub activated_at: i64,
     pub last_sync_at: Option<i64>,
+    /// The highest CIK-channel envelope sequence opened, by lowercase secret name: an older
+    /// envelope under that name is a replay and is refused.
+    #[serde(default)]
+    pub envelope_seqs: std::collections::BTreeMap<String, u64>,
 }
 
 impl std::fmt::Debug for DeviceState {
@@ -222,6 +226,7 @@ mod tests {
             bmc_password: "bmc-password-plain".into(),
             activated_at: 1,
             last_sync_at: None,
+            envelope_seqs: Default::default(),
         }
     }
 

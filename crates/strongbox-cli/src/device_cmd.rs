@@ -169,10 +169,18 @@ pub async fn run(g: &Global, command: DeviceCommand) -> anyhow::Result<ExitCode>
             let device = c.json(&arm::device_get(&base, &group, &name)).await?;
             match g.output {
                 Format::Json => output::json(&done),
-                _ => println!(
-                    "Recovered the vault '{}' of device '{name}' (lock, audit storage, diagnostic setting and identity access in place). Run `strongbox agent sync-secrets` on the device to push its secrets there.",
-                    s(&device, "/properties/keyVault/name")
-                ),
+                _ => {
+                    println!(
+                        "Recovered the vault '{}' of device '{name}' (lock, audit storage, diagnostic setting and identity access in place). Run `strongbox agent sync-secrets` on the device to push its secrets there.",
+                        s(&device, "/properties/keyVault/name")
+                    );
+                    if restored_identity(&done) {
+                        println!(
+                            "The device's identity was restored ({}); it holds no device key yet: generate a new activation key (strongbox device activation-key --name {name}) and activate the device with it.",
+                            s(&device, "/identity/principalId")
+                        );
+                    }
+                }
             }
         }
         DeviceCommand::SyncSecrets {
@@ -264,7 +272,14 @@ pub async fn run(g: &Global, command: DeviceCommand) -> anyhow::Result<ExitCode>
             match g.output {
                 Format::Json => output::json(&done),
                 _ => {
-                    println!("Restored the identity's Get and Set on the vault of device '{name}'.")
+                    println!(
+                        "Restored the identity's Get and Set on the vault of device '{name}'."
+                    );
+                    if restored_identity(&done) {
+                        println!(
+                            "The device's identity was restored; generate a new activation key (strongbox device activation-key --name {name}) and activate the device with it."
+                        );
+                    }
                 }
             }
         }
@@ -338,6 +353,13 @@ pub async fn run(g: &Global, command: DeviceCommand) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether a recovery re-created or re-enabled the device's identity.
+fn restored_identity(op: &Value) -> bool {
+    op["steps"]
+        .as_array()
+        .is_some_and(|st| st.iter().any(|x| x["name"] == "RestoreIdentity"))
+}
+
 /// Starts a device operation and follows it step by step to its end; a failure names its step.
 async fn operation(
     c: &strongbox_client::Client,
@@ -375,6 +397,15 @@ async fn operation(
             ),
         ));
     }
+    // Non-blocking steps that failed: the operation succeeded, but something is left to do.
+    for w in done["warnings"].as_array().into_iter().flatten() {
+        eprintln!(
+            "warning: step {} did not complete ({}: {}). The rest is done; fix the cause, then run `strongbox device recover-vault --name {name}` to complete it.",
+            s(w, "/step"),
+            s(w, "/code"),
+            s(w, "/message")
+        );
+    }
     Ok(done)
 }
 
@@ -408,6 +439,12 @@ pub async fn alerts(g: &Global, command: AlertCommand) -> anyhow::Result<ExitCod
         col("Severity", &|v| s(v, "/properties/severity")),
         col("Alert", &|v| s(v, "/properties/alertType")),
         col("Title", &|v| s(v, "/properties/title")),
+        col("Since", &|v| s(v, "/properties/appearedAtDateTime")),
+        col("Occurrences", &|v| {
+            v.pointer("/properties/errorDetails/occurrences")
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        }),
         col("Fix", &|v| s(v, "/properties/recommendation")),
     ];
     output::items(g.output, &cols, &items);

@@ -3,6 +3,7 @@
 //! appending to an audit chain locks the chain's head row (`SELECT … FOR UPDATE`), so two nodes
 //! never hand out the same version seq or chain link.
 
+mod device_health;
 mod devices;
 mod identities;
 mod insights;
@@ -40,6 +41,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0005_audit_insights.sql"),
     ),
     (6, "devices", include_str!("../migrations/0006_devices.sql")),
+    (
+        8,
+        "device health",
+        include_str!("../migrations/0008_device_health.sql"),
+    ),
 ];
 
 fn backend(e: sqlx::Error) -> StoreError {

@@ -3,6 +3,7 @@
 //! `BEGIN IMMEDIATE` so another process holding the file makes us wait, not fail; reads use a
 //! small pool of their own.
 
+mod device_health;
 mod devices;
 mod identities;
 mod insights;
@@ -44,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0005_audit_insights.sql"),
     ),
     (6, "devices", include_str!("../migrations/0006_devices.sql")),
+    (
+        8,
+        "device health",
+        include_str!("../migrations/0008_device_health.sql"),
+    ),
 ];
 
 fn backend(e: sqlx::Error) -> StoreError {

@@ -7,6 +7,7 @@
 pub mod chain;
 pub mod conformance;
 mod conformance_vault_arm;
+mod device_health;
 mod devices;
 mod identities;
 pub mod insights;
@@ -14,6 +15,7 @@ mod locks;
 mod rows;
 mod vault_arm;
 
+pub use device_health::*;
 pub use devices::*;
 pub use identities::*;
 pub use insights::InsightsStore;
@@ -69,7 +71,15 @@ pub enum Mutation {
 
 #[async_trait]
 pub trait Store:
-    LockStore + VaultArmStore + IdentityStore + InsightsStore + DeviceStore + Send + Sync + 'static
+    LockStore
+    + VaultArmStore
+    + IdentityStore
+    + InsightsStore
+    + DeviceStore
+    + DeviceHealthStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Which backend this is, for logs and `/health`.
     fn backend(&self) -> &'static str;

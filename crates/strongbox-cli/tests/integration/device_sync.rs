@@ -397,7 +397,7 @@ async fn cik_channel_round_trips_and_refuses_tampering_and_other_devices() {
     // The vault holds ciphertext only.
     let (stored, ct) = admin_secret(&vaults[0], "share-cred", creds);
     assert_eq!(ct, "application/vnd.strongbox.cik-envelope");
-    assert!(stored.starts_with("sbcik1."), "{stored}");
+    assert!(stored.starts_with("sbcik2."), "{stored}");
     assert!(!stored.contains("Corr3ct") && !stored.contains("smb://"));
 
     // The device opens it into a 0600 file.
@@ -422,6 +422,74 @@ async fn cik_channel_round_trips_and_refuses_tampering_and_other_devices() {
         std::fs::metadata(&got).unwrap().permissions().mode() & 0o777,
         0o600
     );
+
+    // A newer envelope under the same name opens; the older one put back is a replay.
+    let receive = |out: &Path| {
+        run(
+            &[
+                "agent",
+                "receive",
+                "--data-dir",
+                a1.to_str().unwrap(),
+                "--secret-name",
+                "share-cred",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            None,
+            None,
+        )
+    };
+    let rotated = "smb://share user=ops password=N3w-R0tated!";
+    std::fs::write(&input, rotated).unwrap();
+    ok(
+        &[
+            "device",
+            "send-secret",
+            "-n",
+            "edge1",
+            "--secret-name",
+            "share-cred",
+            "--file",
+            input.to_str().unwrap(),
+        ],
+        creds,
+    );
+    let (newer, _) = admin_secret(&vaults[0], "share-cred", creds);
+    let seq = |e: &str| e.split('.').nth(2).unwrap().parse::<u64>().unwrap();
+    assert!(seq(&newer) > seq(&stored), "{newer} vs {stored}");
+    let (code, _, err) = receive(&got);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), rotated);
+    admin_set(&vaults[0], "share-cred", &stored, creds);
+    let replayed = dir.path().join("replayed.txt");
+    let (code, _, err) = receive(&replayed);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("older than one this device already opened") && err.contains("replay"),
+        "{err}"
+    );
+    assert!(!replayed.exists(), "nothing is written for a replay");
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), rotated);
+    assert!(!err.contains("Corr3ct"));
+    // Relabelling the old envelope with a newer sequence does not get it past: the sequence is
+    // authenticated.
+    let relabelled = stored.replacen(
+        &format!(".{}.", seq(&stored)),
+        &format!(".{}.", seq(&newer) + 1),
+        1,
+    );
+    assert_ne!(relabelled, stored);
+    admin_set(&vaults[0], "share-cred", &relabelled, creds);
+    let (code, _, err) = receive(&replayed);
+    assert_ne!(code, 0);
+    assert!(err.contains("did not open"), "{err}");
+    assert!(!replayed.exists());
+    // The newest envelope put back again is still accepted (reading it twice is no replay).
+    admin_set(&vaults[0], "share-cred", &newer, creds);
+    let (code, _, err) = receive(&replayed);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(&replayed).unwrap(), rotated);
 
     // One flipped character in the stored envelope: refused, nothing written.
     let mut bytes = stored.clone().into_bytes();

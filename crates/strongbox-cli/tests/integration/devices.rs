@@ -163,7 +163,7 @@ impl Ctx<'_> {
 }
 
 /// A P-256 key pair: (PKCS#8 DER of the private key, public JWK).
-fn device_key() -> (Vec<u8>, Value) {
+pub(crate) fn device_key() -> (Vec<u8>, Value) {
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
@@ -179,7 +179,7 @@ fn claims_of(token: &str) -> Value {
 }
 
 /// A token for the device identity by signed client assertion (status, body).
-async fn assertion_token(server: &Server, act: &Value, pkcs8: &[u8]) -> (u16, Value) {
+pub(crate) async fn assertion_token(server: &Server, act: &Value, pkcs8: &[u8]) -> (u16, Value) {
     // The server's time (it may run a moved clock), from a token it just issued.
     let now = claims_of(&server.admin_token().await)["iat"]
         .as_i64()
@@ -212,7 +212,7 @@ async fn assertion_token(server: &Server, act: &Value, pkcs8: &[u8]) -> (u16, Va
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn activate(server: &Server, key: &str, jwk: &Value) -> (u16, Value) {
+pub(crate) async fn activate(server: &Server, key: &str, jwk: &Value) -> (u16, Value) {
     arm(
         server,
         None,
@@ -401,7 +401,9 @@ async fn devices_provision_activate_and_delete_with_and_without_consent() {
     assert!(d["properties"]["keyVault"].is_null(), "{d}");
     assert_eq!(d["properties"]["identityStatus"], "Disabled");
 
-    // --- a failing step (the audit account name is taken), then a retry that completes
+    // --- a non-blocking step fails (the audit account name is taken): as in Azure the key is
+    // still issued, the operation says which steps are left with a warning, the device raises
+    // an alert naming the fix, and recover-vault completes them without duplicates.
     let (s, v) = arm(
         &server,
         Some(&ctx.token),
@@ -414,7 +416,7 @@ async fn devices_provision_activate_and_delete_with_and_without_consent() {
     )
     .await;
     assert_eq!(s, 201, "{v}");
-    let (code, _, err) = ctx.cli(
+    let (code, out, err) = ctx.cli(
         &[
             "device",
             "activation-key",
@@ -422,33 +424,88 @@ async fn devices_provision_activate_and_delete_with_and_without_consent() {
             "edge1",
             "--vault-name",
             "edge1-vault",
+            "-o",
+            "json",
         ],
         None,
     );
-    assert_eq!(code, 6, "{err}");
+    assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains("CreateAuditStorage") && err.contains("StorageAccountAlreadyTaken"),
+        err.contains(
+            "warning: step CreateAuditStorage did not complete (StorageAccountAlreadyTaken"
+        ) && err.contains("warning: step CreateDiagnosticSetting")
+            && err.contains("recover-vault --name edge1"),
         "{err}"
     );
+    let op: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(op["status"], "Succeeded", "{op}");
+    let key0 = op["properties"]["activationKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let warned: Vec<&str> = op["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        warned,
+        ["CreateAuditStorage", "CreateDiagnosticSetting"],
+        "{op}"
+    );
+    let step_status = |op: &Value, name: &str| {
+        op["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(step_status(&op, "CreateAuditStorage"), "Warning");
+    assert_eq!(step_status(&op, "StoreChannelIntegrityKey"), "Done");
+    assert_eq!(step_status(&op, "IssueActivationKey"), "Done");
     let d = ctx.show("edge1").await;
     let kv = &d["properties"]["keyVault"];
     assert_eq!(kv["name"], "edge1-vault", "{d}");
     assert_eq!(kv["locked"], true);
-    assert!(kv["auditStorageAccount"].is_null() && kv["channelIntegrityKeyVersion"].is_null());
+    assert!(kv["auditStorageAccount"].is_null() && kv["diagnosticSetting"].is_null());
+    let cik0 = kv["channelIntegrityKeyVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(d["properties"]["identityStatus"], "Enabled");
+    assert_eq!(d["properties"]["keyVaultSyncStatus"], "KeyVaultSyncPending");
     assert_eq!(ctx.locks_on("edge1-vault").await, 1);
     assert!(ctx.diagnostic_settings("edge1-vault").await.is_empty());
     let (_, vault) = ctx.get(&ctx.vault("edge1-vault")).await;
-    assert!(
+    assert_eq!(
         vault["properties"]["accessPolicies"]
             .as_array()
             .unwrap()
-            .is_empty(),
+            .len(),
+        1,
         "{vault}"
     );
     assert_eq!(vault["properties"]["softDeleteRetentionInDays"], 90);
     assert_eq!(vault["properties"]["enableSoftDelete"], true);
     assert_eq!(vault["properties"]["sku"]["name"], "standard");
+    let (s, alerts) = ctx.get(&format!("{}/alerts", ctx.device("edge1"))).await;
+    assert_eq!(s, 200, "{alerts}");
+    let a = &alerts["value"][0]["properties"];
+    assert_eq!(alerts["value"].as_array().unwrap().len(), 1, "{alerts}");
+    assert_eq!(
+        (a["alertType"].as_str(), a["severity"].as_str()),
+        (Some("AuditLoggingNotConfigured"), Some("Warning"))
+    );
+    assert!(
+        a["recommendation"]
+            .as_str()
+            .unwrap()
+            .contains("strongbox device recover-vault --name edge1"),
+        "{a}"
+    );
     // The vault is the device's now: another name is refused.
     let (code, _, err) = ctx.cli(
         &[
@@ -463,6 +520,11 @@ async fn devices_provision_activate_and_delete_with_and_without_consent() {
     );
     assert_eq!(code, 6, "{err}");
     assert!(err.contains("DeviceVaultAlreadyConfigured"), "{err}");
+    // While the name is still taken, recovery warns again and changes nothing else.
+    let (code, _, err) = ctx.cli(&["device", "recover-vault", "--name", "edge1"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("StorageAccountAlreadyTaken"), "{err}");
+    assert_eq!(ctx.locks_on("edge1-vault").await, 1);
     let (s, _) = arm(
         &server,
         Some(&ctx.token),
@@ -475,6 +537,15 @@ async fn devices_provision_activate_and_delete_with_and_without_consent() {
     )
     .await;
     assert_eq!(s, 200);
+    let (code, _, err) = ctx.cli(&["device", "recover-vault", "--name", "edge1"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    let (_, alerts) = ctx.get(&format!("{}/alerts", ctx.device("edge1"))).await;
+    assert_eq!(
+        alerts["value"],
+        json!([]),
+        "the alert clears once the steps are done"
+    );
     let (code, key1, err) = ctx.cli(&["device", "activation-key", "-n", "edge1"], None);
     assert_eq!(code, 0, "{err}");
     let key1 = key1.trim().to_string();
@@ -519,6 +590,7 @@ async fn devices_provision_activate_and_delete_with_and_without_consent() {
         .as_str()
         .unwrap()
         .to_string();
+    assert_eq!(cik_version, cik0, "no second CIK version");
 
     // Regenerating: a new key, the vault untouched (no new record in its audit chain), the
     // older key refused.
@@ -567,8 +639,10 @@ async fn devices_provision_activate_and_delete_with_and_without_consent() {
 
     // --- 3. activation: once, with the device's own key
     let (pkcs8, jwk) = device_key();
-    let (s, v) = activate(&server, &key1, &jwk).await;
-    assert_eq!(s, 401, "a replaced key must not activate: {v}");
+    for replaced in [&key0, &key1] {
+        let (s, v) = activate(&server, replaced, &jwk).await;
+        assert_eq!(s, 401, "a replaced key must not activate: {v}");
+    }
     let mut tampered = key2.clone().into_bytes();
     tampered[5] = if tampered[5] == b'A' { b'B' } else { b'A' };
     let (s, v) = activate(&server, &String::from_utf8(tampered).unwrap(), &jwk).await;
@@ -778,4 +852,128 @@ async fn devices_provision_activate_and_delete_with_and_without_consent() {
     )
     .await;
     assert_eq!(s, 400, "{v}");
+}
+
+/// Every file under `dir`, recursively: (path, bytes).
+fn all_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(all_files(&p));
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            out.push((p.display().to_string(), bytes));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn activation_keys_survive_a_restart_and_stay_single_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]).await;
+    let sub = server.creds["subscription_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for d in ["edge1", "edge2"] {
+        let (code, _, err) = sb(dir.path(), &["device", "create", "-n", d], None);
+        assert_eq!(code, 0, "{err}");
+    }
+    let key_of = |device: &str| {
+        let (code, out, err) = sb(
+            dir.path(),
+            &["device", "activation-key", "-n", device, "-o", "json"],
+            None,
+        );
+        assert_eq!(code, 0, "{err}");
+        let op: Value = serde_json::from_str(&out).unwrap();
+        (
+            op["id"].as_str().unwrap().to_string(),
+            op["properties"]["activationKey"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    };
+    let (op1, key1) = key_of("edge1");
+    let (_, key2) = key_of("edge2");
+    // edge2's key is spent before the restart.
+    let (_, jwk2) = device_key();
+    let (s, v) = activate(&server, &key2, &jwk2).await;
+    assert_eq!(s, 200, "{v}");
+
+    server.stop();
+    let server = Server::start(dir.path(), &[]).await;
+    // Only the hash of the key's one-time secret was kept: neither the key nor its secret is
+    // in any file of the server (database, WAL, logs).
+    let secret = {
+        let body = key1.rsplit_once('#').unwrap().0;
+        let json: Value = serde_json::from_slice(&B64.decode(body).unwrap()).unwrap();
+        json["enrollmentSecret"].as_str().unwrap().to_string()
+    };
+    assert!(secret.len() >= 40, "{secret}");
+    let files = all_files(dir.path());
+    assert!(
+        files.iter().any(|(p, _)| p.ends_with("strongbox.db")),
+        "{:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    for (path, bytes) in &files {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(!text.contains(&secret), "{path} holds the enrolment secret");
+        assert!(
+            !text.contains(&key1[..60]),
+            "{path} holds the activation key"
+        );
+    }
+    // The operation no longer shows the key after the restart, and says the key still works.
+    let token = mgmt_token(&server).await;
+    let (s, op) = arm(
+        &server,
+        Some(&token),
+        Method::GET,
+        &format!(
+            "/subscriptions/{sub}/resourceGroups/strongbox-dev/providers/Microsoft.DataBoxEdge/dataBoxEdgeDevices/edge1/operationsStatus/{op1}?{API}"
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{op}");
+    assert!(op["properties"]["activationKey"].is_null(), "{op}");
+    assert!(
+        op["properties"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("still activates"),
+        "{op}"
+    );
+
+    // The key issued before the restart activates, once; the key spent before it stays spent.
+    let (pkcs8, jwk) = device_key();
+    let (s, act) = activate(&server, &key1, &jwk).await;
+    assert_eq!(s, 200, "{act}");
+    let (s, tok) = assertion_token(&server, &act, &pkcs8).await;
+    assert_eq!(s, 200, "{tok}");
+    let (s, v) = activate(&server, &key1, &jwk).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("ActivationKeyAlreadyUsed"))
+    );
+    let (s, v) = activate(&server, &key2, &jwk2).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("ActivationKeyAlreadyUsed"))
+    );
+    // And across one more restart.
+    let mut server = server;
+    server.stop();
+    let server = Server::start(dir.path(), &[]).await;
+    for k in [&key1, &key2] {
+        let (s, v) = activate(&server, k, &jwk).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (409, Some("ActivationKeyAlreadyUsed"))
+        );
+    }
 }

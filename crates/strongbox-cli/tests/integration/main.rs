@@ -5,6 +5,8 @@
 mod common;
 
 mod agent;
+mod device_alerts;
+mod device_inputs;
 mod device_recovery;
 mod device_sync;
 mod devices;

@@ -13,6 +13,8 @@ use strongbox_domain::devices::{bmc_password_name, cik_secret_name, disk_recover
 use strongbox_domain::{Caller, SecretAction, VaultAccess, authorize};
 
 pub const SEND: &str = "Microsoft.DataBoxEdge/dataBoxEdgeDevices/sendSecret/action";
+/// Tag on the vault secret naming its envelope's sequence (the next one must be larger).
+const ENVELOPE_SEQ_TAG: &str = "envelopeSequence";
 /// Largest customer secret sent over the channel.
 const MAX_VALUE: usize = 16 * 1024;
 
@@ -118,18 +120,33 @@ pub(super) async fn send_secret(
                 .ok_or_else(|| strongbox_domain::DomainError::Internal("the CIK is malformed".into()))?,
         );
         let version = strongbox_crypto::random_hex_id();
+        // Each envelope under a name carries a larger sequence than the one before, so the
+        // device can refuse an older one put back (a replay).
+        let previous = match app.store.get_latest(&vault.id, &b.secret_name).await? {
+            Some((_, v)) => v
+                .tags_json
+                .as_deref()
+                .and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(t).ok())
+                .and_then(|t| t.get(ENVELOPE_SEQ_TAG).and_then(|s| s.parse::<u64>().ok()))
+                .unwrap_or(0),
+            None => 0,
+        };
+        let seq = u64::try_from(app.clock.now_ms())
+            .unwrap_or(0)
+            .max(previous.saturating_add(1));
         let envelope = strongbox_crypto::cik::seal(
             &cik,
             &device.id,
             &b.secret_name,
             &version,
+            seq,
             b.value.as_bytes(),
         );
         let grant = authorize(vault.clone(), &access, &as_device, SecretAction::Set, Some(&b.secret_name))?;
         let params = serde_json::from_value(json!({
             "value": envelope,
             "contentType": strongbox_crypto::cik::CONTENT_TYPE,
-            "tags": {"deviceId": device.id, "envelopeVersion": version},
+            "tags": {"deviceId": device.id, "envelopeVersion": version, ENVELOPE_SEQ_TAG: seq.to_string()},
         }))
         .map_err(|e| strongbox_domain::DomainError::Internal(e.to_string()))?;
         let bundle = app
@@ -144,6 +161,7 @@ pub(super) async fn send_secret(
                     "vaultName": vault.name,
                     "secretVersion": bundle.id.rsplit('/').next().unwrap_or_default(),
                     "envelopeVersion": version,
+                    "envelopeSequence": seq,
                     "contentType": strongbox_crypto::cik::CONTENT_TYPE,
                 })),
             )

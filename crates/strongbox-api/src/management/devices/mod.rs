@@ -143,13 +143,12 @@ impl DeviceState {
     pub fn json(&self) -> String {
         serde_json::to_string(self).expect("state serializes")
     }
-    /// Whether every provisioning step has run.
+    /// Whether every blocking provisioning step has run (audit storage and its diagnostic
+    /// setting do not block: Azure issues the key without them, and so does Strongbox).
     pub fn provisioned(&self) -> bool {
         self.vault_name.is_some()
             && self.vault_locked
             && self.identity_enabled
-            && self.storage_account.is_some()
-            && self.diagnostic_setting
             && self.access_granted
             && self.cik_version.is_some()
     }
@@ -194,12 +193,13 @@ fn invalid_name(name: &str) -> ArmError {
 
 pub(crate) async fn view(app: &AppState, d: &DeviceRow) -> Result<Value, ArmError> {
     let st = DeviceState::of(d);
-    let tenant = app
-        .store
-        .get_principal(&d.identity_object_id)
-        .await?
-        .map(|p| p.tenant_id)
-        .unwrap_or_default();
+    let principal = app.store.get_principal(&d.identity_object_id).await?;
+    let identity_status = match &principal {
+        None => "Deleted",
+        Some(_) if st.identity_enabled => "Enabled",
+        Some(_) => "Disabled",
+    };
+    let tenant = principal.map(|p| p.tenant_id).unwrap_or_default();
     let host = vault_host(app);
     let key_vault = st.vault_name.as_ref().map(|v| {
         json!({
@@ -230,7 +230,7 @@ pub(crate) async fn view(app: &AppState, d: &DeviceRow) -> Result<Value, ArmErro
         "properties": {
             "deviceId": d.id,
             "dataBoxEdgeDeviceStatus": if st.status.is_empty() { "ReadyToSetup" } else { st.status.as_str() },
-            "identityStatus": if st.identity_enabled { "Enabled" } else { "Disabled" },
+            "identityStatus": identity_status,
             "keyVault": key_vault,
             "keyVaultSyncStatus": if key_vault_configured(&st) { "KeyVaultSyncPending" } else { "KeyVaultNotConfigured" },
             "activatedAt": st.activated_at.map(|t| rfc3339(t * 1000)),
@@ -309,13 +309,18 @@ async fn put_device(
         lifecycle::require_subscription(&*app.store, &sub).await?;
         let b: PutBody = json_body(&raw, MAX_AUTHZ_BODY_BYTES)?;
         let _ = b.sku;
-        if let Some(i) = &b.identity
-            && !i.kind.eq_ignore_ascii_case("SystemAssigned")
-        {
-            return Err(ArmError::bad_request(
-                "identity.type must be SystemAssigned: a device always has its own identity.",
-            ));
-        }
+        // `None` switches an existing device's identity off (ARM's way to disable a
+        // system-assigned identity); a device is always created with one.
+        let disable = match &b.identity {
+            None => false,
+            Some(i) if i.kind.eq_ignore_ascii_case("SystemAssigned") => false,
+            Some(i) if i.kind.eq_ignore_ascii_case("None") => true,
+            Some(_) => {
+                return Err(ArmError::bad_request(
+                    "identity.type must be SystemAssigned (or None to disable an existing device's identity).",
+                ));
+            }
+        };
         let location = lifecycle::location(&b.location)?;
         let tags = tags_json(b.tags)?;
         let rid = device_id(&sub, &rg.to_ascii_lowercase(), &name);
@@ -330,9 +335,17 @@ async fn put_device(
                 ));
             }
             existing.tags_json = tags;
+            if disable {
+                disable_identity(&app, &a, &mut existing).await?;
+            }
             app.store.update_device(&existing).await?;
             return Ok(Done::response(
                 (StatusCode::OK, axum::Json(view(&app, &existing).await?)).into_response(),
+            ));
+        }
+        if disable {
+            return Err(ArmError::bad_request(
+                "identity.type must be SystemAssigned when creating a device: a device always has its own identity.",
             ));
         }
         let identity = identities::create_system_assigned(&*app.store, &*app.clock, &rid).await?;
@@ -369,6 +382,55 @@ async fn put_device(
     }
     .await;
     a.finish(outcome).await
+}
+
+/// Switches the device's identity off: it is marked disabled and loses its device credentials,
+/// so it gets no token (Strongbox's token service has no per-principal switch; removing the
+/// key the agent signs with is what makes "disabled" real). Its object id and vault grants stay,
+/// so Recover key vault can enable it again; the device must then be activated again.
+async fn disable_identity(
+    app: &AppState,
+    a: &Audited<'_>,
+    d: &mut DeviceRow,
+) -> Result<(), ArmError> {
+    let mut st = DeviceState::of(d);
+    if app
+        .store
+        .get_principal(&d.identity_object_id)
+        .await?
+        .is_some()
+    {
+        for c in app
+            .store
+            .list_key_credentials(&d.identity_object_id)
+            .await?
+        {
+            if c.key_id.starts_with("device-") {
+                match app
+                    .store
+                    .delete_key_credential(&d.identity_object_id, &c.key_id)
+                    .await
+                {
+                    Ok(()) | Err(StoreError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    if st.identity_enabled {
+        st.identity_enabled = false;
+        d.state_json = st.json();
+        app.audit
+            .append(a.ctx.entry(
+                app,
+                &a.chain,
+                &format!("{}/identity", a.resource_id),
+                "Microsoft.DataBoxEdge/dataBoxEdgeDevices/identity/disable/action",
+                200,
+            ))
+            .await?;
+    }
+    Ok(())
 }
 
 async fn get_device(State(app): State<Arc<AppState>>, ctx: ArmCtx, path: DevicePath) -> Response {
@@ -542,6 +604,7 @@ async fn delete_device(
             Ok(()) | Err(StoreError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }
+        app.store.delete_device_health(&d.id).await?;
         provision::forget_keys(&d.id);
         Ok(Done::committed(
             (

@@ -17,10 +17,14 @@
 //! Each step checks what exists before acting, and the device records a step only once it is
 //! done: a failed or interrupted run leaves a state that the next run completes, never a second
 //! vault, lock, policy entry, account, setting or CIK version. Once everything is built, a new
-//! key is step 8 alone: the vault is not touched.
+//! key is step 8 alone: the vault is not touched. Steps 4 and 5 do not block (as in Azure): if
+//! they fail the key is still issued, the operation carries a warning per step, the device
+//! raises `AuditLoggingNotConfigured`, and Recover key vault (or a new key) completes them.
 //!
-//! The key itself is held in memory only (until it expires or the device goes) and shown on the
-//! completed operation's status; after a server restart, generate a new one.
+//! What makes a key valid lives in the store: the enrolment (hash of the one-time secret,
+//! expiry, used-at), so a key survives a server restart and stays single-use across it. The
+//! key's text is never stored: it is shown on the completed operation's status from memory
+//! only, so after a restart (or on another node) the status no longer shows it.
 
 use super::*;
 use axum::http::{HeaderValue, header};
@@ -34,7 +38,7 @@ use strongbox_domain::devices::{
     ActivationKey, KEY_LIFETIME_SECS, audit_account_name, cik_secret_name, default_vault_name,
 };
 use strongbox_domain::vault_lifecycle::{AuditCtx, PolicyEdit};
-use strongbox_domain::{Caller, SecretAction, VaultAccess, authorize};
+use strongbox_domain::{Caller, SecretAction, VaultAccess, authorize, identities};
 use strongbox_store::insights::{DiagnosticSettingRow, StorageAccountRow};
 use strongbox_store::{DeviceOperationRow, EnrollmentRow, VaultRow};
 
@@ -90,19 +94,43 @@ struct GenerateBody {
     vault_name: Option<String>,
 }
 
+/// Steps whose failure does not stop the run (Azure: "not blocking; the key is still
+/// generated"): the audit storage account and the diagnostic setting. The operation then
+/// succeeds with a warning naming the step and its error, the device raises
+/// `AuditLoggingNotConfigured`, and a later run (Recover key vault, or a new key) completes them.
+pub const NON_BLOCKING: [&str; 2] = ["CreateAuditStorage", "CreateDiagnosticSetting"];
+
 pub(super) fn op_body(
     op_id: &str,
     status: &str,
     steps: &[(String, String)],
     error: Option<&ArmError>,
 ) -> Value {
-    json!({
+    op_body_with(op_id, status, steps, error, &[])
+}
+
+/// The operation body, with the warnings of non-blocking steps that failed.
+pub(super) fn op_body_with(
+    op_id: &str,
+    status: &str,
+    steps: &[(String, String)],
+    error: Option<&ArmError>,
+    warnings: &[(String, ArmError)],
+) -> Value {
+    let mut body = json!({
         "id": op_id,
         "name": op_id,
         "status": status,
         "steps": steps.iter().map(|(n, s)| json!({"name": n, "status": s})).collect::<Vec<_>>(),
         "error": error.map(|e| json!({"code": e.code, "message": e.message})),
-    })
+    });
+    if !warnings.is_empty() {
+        body["warnings"] = warnings
+            .iter()
+            .map(|(step, e)| json!({"step": step, "code": e.code, "message": e.message}))
+            .collect();
+    }
+    body
 }
 
 pub(super) async fn generate(
@@ -188,6 +216,7 @@ pub(super) async fn generate(
             op,
             steps,
             vault_name,
+            warnings: Vec::new(),
         };
         tokio::spawn(run.execute());
         let mut r = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
@@ -242,12 +271,15 @@ pub(super) struct Run {
     pub op: DeviceOperationRow,
     pub steps: Vec<(String, String)>,
     pub vault_name: String,
+    /// Non-blocking steps that failed, with their errors.
+    pub warnings: Vec<(String, ArmError)>,
 }
 
 impl Run {
     async fn save_op(&mut self, status: &str, error: Option<&ArmError>) {
         self.op.status = status.into();
-        self.op.body_json = op_body(&self.op.id, status, &self.steps, error).to_string();
+        self.op.body_json =
+            op_body_with(&self.op.id, status, &self.steps, error, &self.warnings).to_string();
         self.op.updated = self.app.clock.now();
         if let Err(e) = self.app.store.put_device_operation(&self.op).await {
             tracing::error!(error = %e, "could not record a device operation");
@@ -263,7 +295,6 @@ impl Run {
             match self.step(&name).await {
                 Ok(()) => self.steps[i].1 = "Done".into(),
                 Err(e) => {
-                    self.steps[i].1 = "Failed".into();
                     let e = if e.status.is_server_error() {
                         ArmError::new(
                             e.status,
@@ -273,6 +304,12 @@ impl Run {
                     } else {
                         e
                     };
+                    if NON_BLOCKING.contains(&name.as_str()) {
+                        self.steps[i].1 = "Warning".into();
+                        self.warnings.push((name, e));
+                        continue;
+                    }
+                    self.steps[i].1 = "Failed".into();
                     self.save_op("Failed", Some(&e)).await;
                     release(&device_id);
                     return;
@@ -410,21 +447,16 @@ impl Run {
                 }
             }
             "EnableIdentity" => {
-                if !st.identity_enabled {
-                    st.identity_enabled = true;
-                    let chain = lifecycle::subscription_chain(&d.subscription_id);
-                    let entry = self.audit.entry(
-                        &chain,
-                        &format!(
-                            "{}/identity",
-                            device_id(&d.subscription_id, &d.resource_group, &d.name)
-                        ),
-                        "Microsoft.DataBoxEdge/dataBoxEdgeDevices/identity/enable/action",
-                        200,
-                        self.app.clock.now_ms(),
-                    );
-                    self.record(d, &st).await?;
-                    self.app.audit.append(entry).await?;
+                // Also brings back an identity deleted since (a new one, granted in step 6).
+                if !st.identity_enabled
+                    || self
+                        .app
+                        .store
+                        .get_principal(&d.identity_object_id)
+                        .await?
+                        .is_none()
+                {
+                    self.restore_identity(d, st).await?;
                 }
             }
             "CreateAuditStorage" => {
@@ -501,7 +533,12 @@ impl Run {
             "CreateDiagnosticSetting" => {
                 if !st.diagnostic_setting {
                     let vault = self.vault().await?;
-                    let account = st.storage_account.clone().unwrap_or_default();
+                    let Some(account) = st.storage_account.clone() else {
+                        return Err(ArmError::conflict(
+                            "AuditStorageMissing",
+                            "The diagnostic setting needs the audit storage account, which could not be created (see CreateAuditStorage).",
+                        ));
+                    };
                     let account_id = format!(
                         "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Storage/storageAccounts/{account}",
                         d.subscription_id, d.resource_group
@@ -591,6 +628,7 @@ impl Run {
                     self.record(d, &st).await?;
                 }
             }
+            "RestoreIdentity" => self.restore_identity(d, st).await?,
             "RequestSecretPush" => {
                 // The server holds no copy of the device secrets: the device pushes them
                 // (it asks GET /devices/{id}/keyVault for its vault, then writes what is missing).
@@ -604,6 +642,80 @@ impl Run {
             _ => unreachable!("every planned step is matched"),
         }
         Ok(())
+    }
+
+    /// Brings the device's identity back: a deleted one is made anew for the device resource
+    /// (a new object id; the old one's entry leaves the vault's access policies), a disabled
+    /// one is enabled. Either way it holds no device credential: the device must be activated
+    /// again, and the `DeviceNotActivated` alert says so until it is.
+    async fn restore_identity(&self, d: DeviceRow, mut st: DeviceState) -> Result<(), ArmError> {
+        let chain = lifecycle::subscription_chain(&d.subscription_id);
+        let rid = device_id(&d.subscription_id, &d.resource_group, &d.name);
+        let mut d = d;
+        if self
+            .app
+            .store
+            .get_principal(&d.identity_object_id)
+            .await?
+            .is_none()
+        {
+            let old = d.identity_object_id.clone();
+            let m = identities::create_system_assigned(&*self.app.store, &*self.app.clock, &rid)
+                .await?;
+            let new = m.principal.object_id.clone();
+            if new != old {
+                if let Ok(vault) = self.vault().await
+                    && self
+                        .app
+                        .store
+                        .list_access_policies(&vault.id)
+                        .await?
+                        .iter()
+                        .any(|p| p.object_id == old)
+                {
+                    let host = vault_host(&self.app);
+                    let params = serde_json::from_value(json!({"properties": {"accessPolicies": [{
+                        "tenantId": vault.tenant_id,
+                        "objectId": old,
+                        "permissions": {"secrets": [], "keys": [], "certificates": [], "storage": []},
+                    }]}}))
+                    .map_err(|e| strongbox_domain::DomainError::Internal(e.to_string()))?;
+                    lifecycle::update_access_policy(
+                        &self.vault_request(&host),
+                        PolicyEdit::parse("remove")?,
+                        params,
+                    )
+                    .await?;
+                }
+                self.app.store.set_device_identity(&d.id, &new).await?;
+                d.identity_object_id = new;
+                self.app
+                    .audit
+                    .append(self.audit.entry(
+                        &chain,
+                        &format!("{rid}/identity"),
+                        "Microsoft.DataBoxEdge/dataBoxEdgeDevices/identity/write",
+                        201,
+                        self.app.clock.now_ms(),
+                    ))
+                    .await?;
+            }
+            st.access_granted = false;
+        }
+        if !st.identity_enabled {
+            st.identity_enabled = true;
+            self.app
+                .audit
+                .append(self.audit.entry(
+                    &chain,
+                    &format!("{rid}/identity"),
+                    "Microsoft.DataBoxEdge/dataBoxEdgeDevices/identity/enable/action",
+                    200,
+                    self.app.clock.now_ms(),
+                ))
+                .await?;
+        }
+        self.record(d, &st).await
     }
 
     /// Writes a fresh CIK as the device identity, authorized by its own access policy.
@@ -718,8 +830,17 @@ impl Run {
     }
 }
 
-/// The status of a key-generation operation; once it succeeded, with the key (to callers who
-/// may generate keys for the device).
+/// Whether an operation is a key generation (its last step issues the key).
+fn issues_key(op: &DeviceOperationRow) -> bool {
+    serde_json::from_str::<Value>(&op.body_json)
+        .ok()
+        .and_then(|b| b["steps"].as_array().cloned())
+        .is_some_and(|steps| steps.iter().any(|x| x["name"] == "IssueActivationKey"))
+}
+
+/// The status of a device operation. Reading the device is enough for a sync or a recovery;
+/// a key generation (whose status carries the activation key once it succeeded) also needs the
+/// permission to generate keys.
 pub(super) async fn operation_status(
     State(app): State<Arc<AppState>>,
     ctx: ArmCtx,
@@ -742,7 +863,7 @@ pub(super) async fn operation_status(
     let outcome = async {
         let caller = ctx.check(ApiVersions::Dates)?;
         let rid = device_id(&sub, &rg, &name);
-        require(&app, caller, &rid, actions::GENERATE_KEY).await?;
+        require(&app, caller, &rid, actions::READ).await?;
         let device = find(&app, &sub, &rg, &name).await?;
         let op = app
             .store
@@ -752,6 +873,9 @@ pub(super) async fn operation_status(
             .ok_or_else(|| {
                 ArmError::not_found("OperationNotFound", "The operation was not found.")
             })?;
+        if issues_key(&op) {
+            require(&app, caller, &rid, actions::GENERATE_KEY).await?;
+        }
         let op = if super::sync::expire(&app, &device, &op).await? {
             app.store
                 .get_device_operation(&op_id)
@@ -764,13 +888,18 @@ pub(super) async fn operation_status(
         };
         let mut body: Value = serde_json::from_str(&op.body_json)
             .map_err(|e| strongbox_domain::DomainError::Internal(e.to_string()))?;
-        if op.status == "Succeeded" && body.get("properties").is_none_or(Value::is_null) {
+        if op.status == "Succeeded"
+            && issues_key(&op)
+            && body.get("properties").is_none_or(Value::is_null)
+        {
             let st = DeviceState::of(&device);
             body["properties"] = match held_key(&op.id, app.clock.now()) {
                 Some(k) => json!({"activationKey": k, "vaultName": st.vault_name}),
+                // The server keeps only the hash of a key's secret, so the text it showed is
+                // gone after a restart; the key itself stays valid until used or expired.
                 None => json!({
                     "vaultName": st.vault_name,
-                    "message": "The key is no longer held (it expired or the server restarted); generate a new one.",
+                    "message": "The key is no longer shown (it expired, or the server restarted since it was issued; a key issued before a restart still activates the device until it expires). To get a key to paste, generate a new one.",
                 }),
             };
         }

@@ -8,8 +8,9 @@
 use super::provision::op_body;
 use super::*;
 use axum::http::{HeaderMap, HeaderValue, header};
+use strongbox_domain::Caller;
 use strongbox_identity::Plane;
-use strongbox_store::DeviceOperationRow;
+use strongbox_store::{DeviceOperationRow, DeviceReportRow};
 
 pub const SYNC: &str = "Microsoft.DataBoxEdge/dataBoxEdgeDevices/syncSecrets/action";
 const SELF_REPORT: &str = "Microsoft.DataBoxEdge/dataBoxEdgeDevices/secretsSynced/device/action";
@@ -188,12 +189,21 @@ pub(super) async fn expire(
     Ok(true)
 }
 
-/// The device behind a device-authenticated call: the bearer must be a vault token of the
-/// device's own identity. Unknown device and someone else's token answer alike.
-pub(super) async fn device_caller(
-    app: &AppState,
-    headers: &HeaderMap,
-    id: &str,
+/// The caller of a device-authenticated call: a vault-plane token, verified, or None.
+pub(super) async fn device_token_caller(app: &AppState, headers: &HeaderMap) -> Option<Caller> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))?;
+    app.tokens.verify(token, Plane::Vault).await.ok()
+}
+
+/// The device behind a device-authenticated call: the caller must be the device's own
+/// identity. Unknown device and someone else's token answer alike (the audit record still goes
+/// to the named device's chain, so its owners see the attempt).
+pub(super) fn device_caller(
+    caller: Option<&Caller>,
+    target: Option<DeviceRow>,
 ) -> Result<DeviceRow, ArmError> {
     let denied = || {
         ArmError::new(
@@ -202,27 +212,52 @@ pub(super) async fn device_caller(
             "A valid token of the device's own identity is required.",
         )
     };
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .ok_or_else(denied)?;
-    let caller = app
-        .tokens
-        .verify(token, Plane::Vault)
-        .await
-        .map_err(|_| denied())?;
-    app.store
-        .get_device_by_id(&clip(id))
-        .await?
+    let caller = caller.ok_or_else(denied)?;
+    target
         .filter(|d| d.identity_object_id == caller.object_id)
         .ok_or_else(denied)
+}
+
+/// Audits a device-authenticated call under the caller its vault token names (the management
+/// context sees no management caller there), then answers; fail closed like every other call.
+pub(super) async fn finish_device_call(
+    app: &AppState,
+    ctx: &ArmCtx,
+    caller: Option<&Caller>,
+    chain: &str,
+    resource_id: &str,
+    operation: &str,
+    outcome: Result<Response, ArmError>,
+) -> Response {
+    let response = outcome.unwrap_or_else(|e| e.into_response());
+    let entry = strongbox_domain::audit::management_entry(
+        chain,
+        resource_id,
+        operation,
+        caller,
+        response.status().as_u16(),
+        &ctx.correlation_id,
+        &ctx.caller_ip,
+        app.clock.now_ms(),
+    );
+    if let Err(e) = app.audit.append(entry).await {
+        tracing::error!(error = %e, "could not audit a device call");
+        return ArmError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "The service encountered an internal error.",
+        )
+        .into_response();
+    }
+    response
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct SyncedBody {
-    request_id: String,
+    /// The administrator's request this sync answers; absent for the device's own syncs.
+    #[serde(default)]
+    request_id: Option<String>,
     secrets: Vec<SyncedSecret>,
 }
 
@@ -234,7 +269,13 @@ struct SyncedSecret {
     outcome: String,
 }
 
-/// `POST /devices/{id}/secretsSynced`, by the device as itself: the sync it was asked for is done.
+/// What the agent may say it did to a secret.
+const OUTCOMES: [&str; 4] = ["in sync", "read", "restored", "updated"];
+
+/// `POST /devices/{id}/secretsSynced`, by the device as itself, after every sync: the versions of
+/// its secrets now in the vault (kept as the device's last report, against which the vault is
+/// checked for stale secrets), and, with `requestId`, the answer to an administrator's request.
+/// A refused report changes nothing.
 pub(super) async fn secrets_synced(
     State(app): State<Arc<AppState>>,
     ctx: ArmCtx,
@@ -244,48 +285,113 @@ pub(super) async fn secrets_synced(
 ) -> Response {
     let mut chain = lifecycle::UNKNOWN_SUBSCRIPTION_CHAIN.to_string();
     let mut resource_id = "/devices/secretsSynced".to_string();
+    let caller = device_token_caller(&app, &headers).await;
     let outcome = async {
         let Ok(Path(id)) = path else {
             return Err(ArmError::bad_request("The request path is malformed."));
         };
-        let d = device_caller(&app, &headers, &id).await?;
-        chain = lifecycle::subscription_chain(&d.subscription_id);
-        resource_id = format!("{}/secretsSynced", d.resource_id);
+        let target = app.store.get_device_by_id(&clip(&id)).await?;
+        if let Some(t) = &target {
+            chain = lifecycle::subscription_chain(&t.subscription_id);
+            resource_id = format!("{}/secretsSynced", t.resource_id);
+        }
+        let d = device_caller(caller.as_ref(), target)?;
         let b: SyncedBody = json_body(&raw, MAX_AUTHZ_BODY_BYTES)?;
-        if b.secrets.len() > 16
-            || b.secrets.iter().any(|s| {
-                s.name.len() > 127 || s.version.len() > 64 || s.outcome.len() > 32
-            })
+        let mut st = DeviceState::of(&d);
+        let names = [
+            st.cik_name
+                .clone()
+                .unwrap_or_else(|| strongbox_domain::devices::cik_secret_name(&d.id)),
+            strongbox_domain::devices::disk_recovery_key_name(&d.name),
+            strongbox_domain::devices::bmc_password_name(&d.name),
+        ];
+        if b.secrets.len() > names.len()
+            || b.request_id.as_ref().is_some_and(|r| r.len() > 64)
         {
             return Err(ArmError::bad_request("The report is too large."));
         }
-        let mut st = DeviceState::of(&d);
-        if st.sync_request_id.as_deref() != Some(b.request_id.as_str()) {
+        for s in &b.secrets {
+            if !names.iter().any(|n| n.eq_ignore_ascii_case(&s.name)) {
+                return Err(ArmError::bad_request(
+                    "The report names a secret that is not one of the device's own.",
+                ));
+            }
+            if s.version.len() > 64 || !s.version.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return Err(ArmError::bad_request(
+                    "A reported version must be at most 64 hexadecimal digits.",
+                ));
+            }
+            if !OUTCOMES.contains(&s.outcome.as_str()) {
+                return Err(ArmError::bad_request(format!(
+                    "A reported outcome must be one of: {}.",
+                    OUTCOMES.join(", ")
+                )));
+            }
+        }
+        if let Some(request) = &b.request_id
+            && st.sync_request_id.as_deref() != Some(request.as_str())
+        {
             return Err(ArmError::conflict(
                 "NoSuchSyncRequest",
-                "No sync request with this id is pending (it completed, timed out or was replaced).",
+                "No sync request with this id is pending (it completed, timed out or was replaced); report without requestId.",
             ));
         }
         let done_at = app.clock.now();
-        finish_op(
-            &app,
-            &b.request_id,
-            &d.id,
-            "Succeeded",
-            None,
-            Some(json!({"completedAt": rfc3339(done_at * 1000), "secrets": b.secrets})),
+        let reported: Vec<super::recover::ReportedSecret> = b
+            .secrets
+            .iter()
+            .map(|s| super::recover::ReportedSecret {
+                name: s.name.clone(),
+                version: s.version.to_ascii_lowercase(),
+            })
+            .collect();
+        app.store
+            .put_device_report(DeviceReportRow {
+                device_id: d.id.clone(),
+                reported_at: done_at,
+                secrets_json: serde_json::to_string(&reported)
+                    .map_err(|e| strongbox_domain::DomainError::Internal(e.to_string()))?,
+            })
+            .await?;
+        if let Some(request) = &b.request_id {
+            finish_op(
+                &app,
+                request,
+                &d.id,
+                "Succeeded",
+                None,
+                Some(json!({"completedAt": rfc3339(done_at * 1000), "secrets": b.secrets})),
+            )
+            .await?;
+            st.sync_request_id = None;
+            st.sync_requested_at = None;
+            let mut d = d.clone();
+            d.state_json = st.json();
+            app.store.update_device(&d).await?;
+        }
+        // The report may have cleared (or raised) a staleness alert: record it now.
+        super::recover::alerts(&app, &d).await?;
+        Ok(
+            (
+                StatusCode::OK,
+                axum::Json(json!({
+                    "status": "Succeeded",
+                    "answered": b.request_id.is_some(),
+                    "reportedAt": rfc3339(done_at * 1000),
+                })),
+            )
+                .into_response(),
         )
-        .await?;
-        st.sync_request_id = None;
-        st.sync_requested_at = None;
-        let mut d = d.clone();
-        d.state_json = st.json();
-        app.store.update_device(&d).await?;
-        Ok(Done::response(
-            (StatusCode::OK, axum::Json(json!({"status": "Succeeded"}))).into_response(),
-        ))
     }
     .await;
-    ctx.finish(&app, &chain, &resource_id, SELF_REPORT, outcome)
-        .await
+    finish_device_call(
+        &app,
+        &ctx,
+        caller.as_ref(),
+        &chain,
+        &resource_id,
+        SELF_REPORT,
+        outcome,
+    )
+    .await
 }
