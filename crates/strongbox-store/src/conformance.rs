@@ -5,6 +5,7 @@ use crate::chain::Verifier;
 use crate::*;
 use std::sync::Arc;
 
+mod changes;
 mod devices;
 mod identities;
 mod insights;
@@ -24,6 +25,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     identities::managed_identities_and_key_credentials(&*store).await;
     insights::insights_and_delivery(&*store).await;
     devices::devices_operations_and_enrollments(&*store).await;
+    // Last: it prunes changes store-wide.
+    changes::change_feed(store.clone()).await;
 }
 
 fn version(vault: &VaultRow, name: &str, version: &str) -> VersionRow {

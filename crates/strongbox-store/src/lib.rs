@@ -5,6 +5,7 @@
 //! The store only ever sees ciphertext for secret values.
 
 pub mod chain;
+mod changes;
 pub mod conformance;
 mod conformance_vault_arm;
 mod devices;
@@ -14,6 +15,7 @@ mod locks;
 mod rows;
 mod vault_arm;
 
+pub use changes::*;
 pub use devices::*;
 pub use identities::*;
 pub use insights::InsightsStore;
@@ -69,7 +71,15 @@ pub enum Mutation {
 
 #[async_trait]
 pub trait Store:
-    LockStore + VaultArmStore + IdentityStore + InsightsStore + DeviceStore + Send + Sync + 'static
+    LockStore
+    + VaultArmStore
+    + IdentityStore
+    + InsightsStore
+    + DeviceStore
+    + ChangeStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Which backend this is, for logs and `/health`.
     fn backend(&self) -> &'static str;
@@ -162,7 +172,8 @@ pub trait Store:
     ) -> StoreResult<Vec<VersionRow>>;
     /// Soft-deleted secrets whose purge date is at or before `now`.
     async fn purge_due(&self, now: i64, limit: u32) -> StoreResult<Vec<SecretRow>>;
-    /// Applies `mutation` and appends `audit` to its vault's chain in one transaction.
+    /// Applies `mutation`, appends `audit` to its vault's chain and records the change (at the
+    /// audit record's position and time) in one transaction.
     async fn apply(&self, mutation: Mutation, audit: AuditEntry) -> StoreResult<()>;
 
     // --- audit
