@@ -188,6 +188,12 @@ impl SecretService {
         &*self.clock
     }
 
+    /// Uses `notifier` for change-feed wake-ups (tests pick its re-check interval).
+    pub fn with_change_notifier(mut self, notifier: Arc<ChangeNotifier>) -> Self {
+        self.changes = notifier;
+        self
+    }
+
     /// The wake-ups of this node's change-feed long polls (the server closes it on shutdown).
     pub fn change_notifier(&self) -> &Arc<ChangeNotifier> {
         &self.changes

@@ -10,6 +10,7 @@ mod device_sync;
 mod devices;
 
 mod auth;
+mod change_feed;
 mod cli_audit;
 mod cli_secrets;
 mod cli_support;
