@@ -388,7 +388,10 @@ async fn pruning_raises_the_floor(store: &dyn Store, vault: &VaultRow) {
         ChangeBounds { floor: head, head }
     );
     assert_eq!(
-        store.change_heads(&[vault.id.clone()]).await.unwrap(),
+        store
+            .change_heads(std::slice::from_ref(&vault.id))
+            .await
+            .unwrap(),
         vec![]
     );
     // New changes continue above the floor.
