@@ -334,6 +334,10 @@ impl Agent {
         call: strongbox_client::Call,
     ) -> Result<(u16, Option<Value>)> {
         let mut req = self.http.request(call.method, call.url).bearer_auth(token);
+        if let Some(t) = call.timeout {
+            // A long poll outlives the client's default timeout.
+            req = req.timeout(t);
+        }
         if let Some(b) = call.body {
             req = req.json(&b);
         }

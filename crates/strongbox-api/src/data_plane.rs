@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use strongbox_domain::DomainError;
 use strongbox_domain::audit::{self, Operation, RequestInfo};
+use strongbox_domain::changes::ChangesRequest;
 use strongbox_domain::secrets::PageRequest;
-use strongbox_domain::{Caller, Grant, SecretAction, VaultAccess, authorize};
+use strongbox_domain::{Caller, Grant, SecretAction, VaultAccess, authorize, authorize_feed};
 use strongbox_store::VaultRow;
 use strongbox_types::ErrorCode;
 
@@ -58,6 +59,11 @@ fn parse(method: &Method, path: &str) -> Result<(Operation, Target), ErrorCode> 
         (["deletedsecrets", n], Method::GET) => (Operation::SecretGetDeleted, named(n)),
         (["deletedsecrets", n], Method::DELETE) => (Operation::SecretPurge, named(n)),
         (["deletedsecrets", n, "recover"], Method::POST) => (Operation::SecretRecover, named(n)),
+        // Not a secret path: secrets live under /secrets/{name}, so no name can collide.
+        (["changes"] | ["changes", ""], Method::GET) => {
+            (Operation::SecretChangesGet, Target::default())
+        }
+        (["changes"] | ["changes", ""], _) => return Err(ErrorCode::MethodNotAllowed),
         (["secrets", ..] | ["deletedsecrets", ..], _) if segments.len() <= 3 => {
             return Err(ErrorCode::MethodNotAllowed);
         }
@@ -79,6 +85,7 @@ fn action(op: Operation) -> Option<SecretAction> {
         Operation::SecretPurge => SecretAction::Purge,
         Operation::SecretBackup => SecretAction::Backup,
         Operation::SecretRestore => SecretAction::Restore,
+        Operation::SecretChangesGet => SecretAction::Get,
         Operation::Unknown => return None,
     })
 }
@@ -116,6 +123,8 @@ struct Query {
     api_version: Option<String>,
     max_results: Option<String>,
     skip_token: Option<String>,
+    cursor: Option<String>,
+    timeout: Option<String>,
 }
 
 fn query(uri: &Uri) -> Query {
@@ -133,6 +142,8 @@ fn query(uri: &Uri) -> Query {
         api_version: get("api-version"),
         max_results: get("maxresults"),
         skip_token: get("$skiptoken"),
+        cursor: get("cursor"),
+        timeout: get("timeout"),
     }
 }
 
@@ -335,6 +346,15 @@ async fn run(
                 .map_err(DomainError::from)?,
         )
     };
+    if op == Operation::SecretChangesGet {
+        let feed = authorize_feed(vault.clone(), &access, caller)?;
+        let req = ChangesRequest::parse(
+            q.cursor.as_deref(),
+            q.timeout.as_deref(),
+            q.max_results.as_deref(),
+        )?;
+        return Ok(to_json(&app.secrets.changes(&feed, info, req).await?));
+    }
     let grant: Grant = authorize(
         vault.clone(),
         &access,
@@ -378,6 +398,7 @@ async fn run(
         }
         Operation::SecretBackup => to_json(&s.backup(&grant, info, name).await?),
         Operation::SecretRestore => to_json(&s.restore(&grant, info, body_json(body)?).await?),
+        Operation::SecretChangesGet => unreachable!("answered before the secret operations"),
         Operation::Unknown => unreachable!("parse never yields Unknown"),
     })
 }
@@ -456,6 +477,19 @@ mod tests {
             Err(ErrorCode::MethodNotAllowed)
         );
         assert_eq!(p(Method::GET, "/keys/a"), Err(ErrorCode::NotFound));
+        assert_eq!(
+            p(Method::GET, "/changes").unwrap(),
+            (Operation::SecretChangesGet, None, None)
+        );
+        assert_eq!(
+            p(Method::GET, "/secrets/changes").unwrap(),
+            (Operation::SecretGet, Some("changes".into()), None)
+        );
+        assert_eq!(
+            p(Method::POST, "/changes"),
+            Err(ErrorCode::MethodNotAllowed)
+        );
+        assert_eq!(p(Method::GET, "/changes/x"), Err(ErrorCode::NotFound));
         assert_eq!(p(Method::GET, "/secrets/a/b/c/d"), Err(ErrorCode::NotFound));
     }
 

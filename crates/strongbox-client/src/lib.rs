@@ -80,6 +80,8 @@ pub struct Call {
     pub url: String,
     pub body: Option<Value>,
     pub plane: Plane,
+    /// How long the whole request may take, when not the client's default (long polls).
+    pub timeout: Option<Duration>,
 }
 
 impl Call {
@@ -89,6 +91,7 @@ impl Call {
             url,
             body: None,
             plane,
+            timeout: None,
         }
     }
     pub fn body(mut self, body: Value) -> Call {
@@ -255,6 +258,9 @@ impl Client {
             .http
             .request(call.method.clone(), &call.url)
             .bearer_auth(token.as_str());
+        if let Some(t) = call.timeout {
+            req = req.timeout(t);
+        }
         if let Some(b) = &call.body {
             req = req.json(b);
         } else if call.method == Method::POST || call.method == Method::PUT {

@@ -131,21 +131,39 @@ pub fn get(vault: &str, name: &str, version: Option<&str>) -> Call {
     Call::new(Method::GET, url(vault, &path), Plane::Vault)
 }
 
-/// TEMPORARY stub of the change feed builder (the feed branch brings the real one).
+/// `GET /changes` (Strongbox's change feed): without a cursor, the vault's current cursor at
+/// once; with one, the changes after it, waiting up to `timeout_secs` (0..=60) for one.
+/// `maxresults` is 1..=1000 (server default 100). The answer is a
+/// `strongbox_types::changes::ChangesPage`; a `410 CursorExpired` means read everything again
+/// and follow from a fresh cursor. The request may take `timeout_secs` plus a margin.
 pub fn changes(
     vault: &str,
     cursor: Option<&str>,
     timeout_secs: u32,
     maxresults: Option<u32>,
 ) -> Call {
-    let mut path = format!("/changes?timeout={timeout_secs}");
+    let mut query: Vec<(&str, String)> = Vec::new();
     if let Some(c) = cursor {
-        path.push_str(&format!("&cursor={}", seg(c)));
+        query.push(("cursor", c.to_string()));
+        query.push(("timeout", timeout_secs.to_string()));
     }
     if let Some(m) = maxresults {
-        path.push_str(&format!("&maxresults={m}"));
+        query.push(("maxresults", m.to_string()));
     }
-    Call::new(Method::GET, url(vault, &path), Plane::Vault)
+    let path = if query.is_empty() {
+        "/changes".to_string()
+    } else {
+        format!(
+            "/changes?{}",
+            serde_urlencoded::to_string(&query).expect("query pairs encode")
+        )
+    };
+    let mut call = Call::new(Method::GET, url(vault, &path), Plane::Vault);
+    if cursor.is_some() {
+        // The server answers by the timeout; the margin covers the trip and the audit commit.
+        call.timeout = Some(std::time::Duration::from_secs(u64::from(timeout_secs) + 30));
+    }
+    call
 }
 
 pub fn list(vault: &str) -> Call {
@@ -254,6 +272,22 @@ mod tests {
     use super::*;
 
     const V: &str = "https://dev.vault.localhost:8443";
+
+    #[test]
+    fn change_feed_requests() {
+        let head = changes(V, None, 30, None);
+        assert_eq!(
+            (head.method.clone(), head.url.as_str(), head.timeout),
+            (Method::GET, &*format!("{V}/changes?api-version=7.6"), None)
+        );
+        let follow = changes(&format!("{V}/"), Some("42"), 25, Some(10));
+        assert_eq!(
+            follow.url,
+            format!("{V}/changes?cursor=42&timeout=25&maxresults=10&api-version=7.6")
+        );
+        assert_eq!(follow.timeout, Some(std::time::Duration::from_secs(55)));
+        assert_eq!(follow.plane, Plane::Vault);
+    }
 
     #[test]
     fn requests_have_the_akv_shape() {

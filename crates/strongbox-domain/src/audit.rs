@@ -24,6 +24,8 @@ pub enum Operation {
     SecretPurge,
     SecretBackup,
     SecretRestore,
+    /// `GET /changes`: following the vault's change feed.
+    SecretChangesGet,
     /// A request that matched no operation.
     Unknown,
 }
@@ -43,6 +45,7 @@ impl Operation {
             Operation::SecretPurge => "SecretPurge",
             Operation::SecretBackup => "SecretBackup",
             Operation::SecretRestore => "SecretRestore",
+            Operation::SecretChangesGet => "SecretChangesGet",
             Operation::Unknown => "Unknown",
         }
     }
@@ -74,6 +77,7 @@ fn result_signature(status: u16) -> &'static str {
         404 => "NotFound",
         405 => "MethodNotAllowed",
         409 => "Conflict",
+        410 => "Gone",
         413 => "PayloadTooLarge",
         429 => "TooManyRequests",
         503 => "ServiceUnavailable",

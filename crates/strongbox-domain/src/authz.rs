@@ -212,6 +212,86 @@ pub fn authorize(
     })
 }
 
+/// Proof that `caller` may follow `vault`'s change feed, and which secrets' changes it may see:
+/// every secret's when it may get any (a `get` access policy, or a role with the read data
+/// action at the vault or above), else those its secret-scoped roles let it get.
+#[derive(Debug, Clone)]
+pub struct FeedGrant {
+    grant: Grant,
+    /// The caller's role assignments, when only some secrets are visible.
+    only: Option<Vec<RoleAssignmentRow>>,
+}
+
+impl FeedGrant {
+    /// The underlying grant (action `Get`), for auditing the request.
+    pub fn grant(&self) -> &Grant {
+        &self.grant
+    }
+
+    /// Whether the caller sees every secret's changes.
+    pub fn sees_all(&self) -> bool {
+        self.only.is_none()
+    }
+
+    /// Whether the caller may see changes of `secret` (its lowercase name).
+    pub fn may_see(&self, secret: &str) -> bool {
+        match &self.only {
+            None => true,
+            Some(mine) => rbac::permits(
+                mine,
+                &format!(
+                    "{}/secrets/{}",
+                    self.grant.vault.resource_id,
+                    secret.to_ascii_lowercase()
+                ),
+                SecretAction::Get.data_action(),
+                true,
+            ),
+        }
+    }
+}
+
+/// Decides `GET /changes`. A caller that may get no secret at all is refused as a vault-wide
+/// get would be.
+pub fn authorize_feed(
+    vault: Arc<VaultRow>,
+    access: &VaultAccess,
+    caller: &Caller,
+) -> Result<FeedGrant, DomainError> {
+    let refused = match authorize(vault.clone(), access, caller, SecretAction::Get, None) {
+        Ok(grant) => return Ok(FeedGrant { grant, only: None }),
+        Err(e) => e,
+    };
+    let VaultAccess::Roles(assignments) = access else {
+        return Err(refused);
+    };
+    if caller.tenant_id != vault.tenant_id {
+        return Err(refused);
+    }
+    let mine: Vec<RoleAssignmentRow> = assignments
+        .iter()
+        .filter(|a| a.principal_id == caller.object_id)
+        .cloned()
+        .collect();
+    let secrets = format!("{}/secrets", vault.resource_id);
+    let some_secret = mine.iter().any(|a| {
+        rbac::scope_covers(&secrets, &a.scope)
+            && rbac::role_definition(&a.role_definition_id)
+                .is_some_and(|r| r.allows_data_action(SecretAction::Get.data_action()))
+    });
+    if !some_secret {
+        return Err(refused);
+    }
+    Ok(FeedGrant {
+        grant: Grant {
+            vault,
+            caller: caller.clone(),
+            action: SecretAction::Get,
+        },
+        only: Some(mine),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,5 +418,66 @@ mod tests {
             authorize(vault, &owner, &caller, SecretAction::Get, Some("one")).is_err(),
             "Owner has no data actions"
         );
+    }
+
+    #[test]
+    fn the_feed_shows_each_caller_what_it_may_get() {
+        let caller = Caller {
+            object_id: "o".into(),
+            tenant_id: "t".into(),
+            app_id: "a".into(),
+        };
+        let get_policy = |perms: &[&str]| {
+            VaultAccess::Policies(vec![AccessPolicyRow {
+                vault_id: "v".into(),
+                object_id: "o".into(),
+                secret_permissions: perms.iter().map(|p| p.to_string()).collect(),
+            }])
+        };
+        let all = authorize_feed(vault(false), &get_policy(&["get"]), &caller).unwrap();
+        assert!(all.sees_all() && all.may_see("anything"));
+        assert!(authorize_feed(vault(false), &get_policy(&["list", "set"]), &caller).is_err());
+
+        let v = vault(true);
+        let at = |scope: String, role: &str| RoleAssignmentRow {
+            id: "r".into(),
+            scope: scope.to_ascii_lowercase(),
+            role_definition_id: role.into(),
+            principal_id: "o".into(),
+            created: 0,
+        };
+        let one = VaultAccess::Roles(vec![at(
+            format!("{}/secrets/One", v.resource_id),
+            rbac::KEY_VAULT_SECRETS_USER,
+        )]);
+        let some = authorize_feed(v.clone(), &one, &caller).unwrap();
+        assert!(!some.sees_all());
+        assert!(some.may_see("one") && some.may_see("ONE") && !some.may_see("two"));
+        let vault_wide = VaultAccess::Roles(vec![at(
+            "/subscriptions/s".into(),
+            rbac::KEY_VAULT_SECRETS_USER,
+        )]);
+        assert!(
+            authorize_feed(v.clone(), &vault_wide, &caller)
+                .unwrap()
+                .sees_all()
+        );
+        // Metadata readers and roles of others see nothing: refused like a get.
+        let reader = VaultAccess::Roles(vec![at(
+            format!("{}/secrets/one", v.resource_id),
+            rbac::KEY_VAULT_READER,
+        )]);
+        let e = authorize_feed(v.clone(), &reader, &caller).unwrap_err();
+        assert_eq!(e.inner(), Some("ForbiddenByRbac"));
+        let stranger = Caller {
+            object_id: "x".into(),
+            ..caller.clone()
+        };
+        assert!(authorize_feed(v.clone(), &one, &stranger).is_err());
+        let other_tenant = Caller {
+            tenant_id: "t2".into(),
+            ..caller
+        };
+        assert!(authorize_feed(v, &one, &other_tenant).is_err());
     }
 }

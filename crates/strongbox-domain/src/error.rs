@@ -20,6 +20,12 @@ pub enum DomainError {
     },
     #[error("{0}")]
     TooLarge(String),
+    /// A change-feed cursor this vault can no longer (or never could) follow from.
+    #[error("{0}")]
+    CursorExpired(String),
+    /// Too many requests of a kind at once; the client should retry shortly.
+    #[error("{0}")]
+    Throttled(String),
     /// Details go to the log; clients see a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -33,6 +39,8 @@ impl DomainError {
             DomainError::Forbidden { .. } => ErrorCode::Forbidden,
             DomainError::Conflict { .. } => ErrorCode::Conflict,
             DomainError::TooLarge(_) => ErrorCode::RequestTooLarge,
+            DomainError::CursorExpired(_) => ErrorCode::CursorExpired,
+            DomainError::Throttled(_) => ErrorCode::Throttled,
             DomainError::Internal(_) => ErrorCode::InternalError,
         }
     }

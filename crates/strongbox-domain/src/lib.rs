@@ -5,6 +5,7 @@
 pub mod arm;
 pub mod audit;
 pub mod authz;
+pub mod changes;
 pub mod clock;
 pub mod devices;
 pub mod error;
@@ -16,6 +17,8 @@ pub mod secrets;
 pub mod vault_lifecycle;
 pub mod vaults;
 
-pub use authz::{Caller, Grant, Permission, SecretAction, VaultAccess, authorize};
+pub use authz::{
+    Caller, FeedGrant, Grant, Permission, SecretAction, VaultAccess, authorize, authorize_feed,
+};
 pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use error::DomainError;

@@ -3,13 +3,15 @@
 //! Failures are recorded by the caller, who knows the final status.
 
 use crate::audit::{self, AuditWriter, RequestInfo};
-use crate::{Clock, DomainError, Grant, names};
+use crate::changes::{ChangeNotifier, ChangesRequest};
+use crate::{Clock, DomainError, FeedGrant, Grant, names};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use strongbox_crypto::Keyring;
-use strongbox_store::{Mutation, SecretRow, Store, StoreError, VaultRow, VersionRow};
+use strongbox_store::{ChangeRow, Mutation, SecretRow, Store, StoreError, VaultRow, VersionRow};
+use strongbox_types::changes::{ChangeEntry, ChangesPage};
 use strongbox_types::secrets::*;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -27,6 +29,7 @@ pub struct SecretService {
     keyring: Arc<Keyring>,
     clock: Arc<dyn Clock>,
     audit: AuditWriter,
+    changes: Arc<ChangeNotifier>,
 }
 
 /// A page request: `maxresults` and the opaque `$skiptoken` of the previous page.
@@ -177,11 +180,36 @@ impl SecretService {
             keyring,
             clock,
             audit,
+            changes: Arc::new(ChangeNotifier::default()),
         }
     }
 
     pub fn clock(&self) -> &dyn Clock {
         &*self.clock
+    }
+
+    /// Uses `notifier` for change-feed wake-ups (tests pick its re-check interval).
+    pub fn with_change_notifier(mut self, notifier: Arc<ChangeNotifier>) -> Self {
+        self.changes = notifier;
+        self
+    }
+
+    /// The wake-ups of this node's change-feed long polls (the server closes it on shutdown).
+    pub fn change_notifier(&self) -> &Arc<ChangeNotifier> {
+        &self.changes
+    }
+
+    /// Applies a mutation (recorded in the change feed by the store, in the same transaction),
+    /// then wakes the vault's long polls on this node.
+    async fn commit(
+        &self,
+        mutation: Mutation,
+        audit: strongbox_store::AuditEntry,
+    ) -> Result<(), StoreError> {
+        let vault_id = audit.vault_id.clone();
+        self.store.apply(mutation, audit).await?;
+        self.changes.signal(&vault_id);
+        Ok(())
     }
 
     fn secret_id(info: &RequestInfo, display: &str, version: Option<&str>) -> String {
@@ -396,8 +424,7 @@ impl SecretService {
         let id = Self::secret_id(info, &display, Some(&version));
         let audit = self.success(grant, info, 200, &id);
         match self
-            .store
-            .apply(
+            .commit(
                 Mutation::PutVersion {
                     display_name: display.clone(),
                     version: row.clone(),
@@ -470,8 +497,7 @@ impl SecretService {
         let bundle = Self::bundle(vault, info, &secret.display_name, &row, None);
         let audit = self.success(grant, info, 200, &bundle.id);
         match self
-            .store
-            .apply(Mutation::UpdateVersion { version: row }, audit)
+            .commit(Mutation::UpdateVersion { version: row }, audit)
             .await
         {
             Ok(()) => Ok(bundle),
@@ -617,7 +643,7 @@ impl SecretService {
             deleted_at: deletion.deleted_at,
             purge_at: deletion.purge_at,
         };
-        match self.store.apply(m, audit).await {
+        match self.commit(m, audit).await {
             Ok(()) => Ok(bundle),
             Err(StoreError::NotFound) => Err(not_found(raw_name, None)),
             Err(e) => Err(e.into()),
@@ -654,8 +680,7 @@ impl SecretService {
         let bundle = Self::bundle(vault, info, &secret.display_name, &row, None);
         let audit = self.success(grant, info, 200, &bundle.id);
         match self
-            .store
-            .apply(
+            .commit(
                 Mutation::Recover {
                     vault_id: vault.id.clone(),
                     name,
@@ -692,8 +717,7 @@ impl SecretService {
         let id = format!("{}/deletedsecrets/{}", info.base_url, secret.display_name);
         let audit = self.success(grant, info, 204, &id);
         match self
-            .store
-            .apply(
+            .commit(
                 Mutation::Purge {
                     vault_id: vault.id.clone(),
                     name,
@@ -809,8 +833,7 @@ impl SecretService {
         let bundle = Self::bundle(vault, info, &payload.name, &latest, None);
         let audit = self.success(grant, info, 200, &bundle.id);
         match self
-            .store
-            .apply(
+            .commit(
                 Mutation::Restore {
                     display_name: payload.name.clone(),
                     versions,
@@ -829,6 +852,104 @@ impl SecretService {
             }),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// `GET /changes`: without a cursor, the vault's head at once; with one, the changes after
+    /// it that the caller may see, waiting up to the request's timeout for one. The answer's
+    /// cursor is the last position examined, past changes filtered out for this caller too.
+    pub async fn changes(
+        &self,
+        feed: &FeedGrant,
+        info: &RequestInfo,
+        req: ChangesRequest,
+    ) -> Result<ChangesPage, DomainError> {
+        let grant = feed.grant();
+        let vault_id = grant.vault().id.as_str();
+        let Some(mut cursor) = req.cursor else {
+            let head = self.store.change_bounds(vault_id).await?.head;
+            self.audit_read(grant, info, 200, None).await?;
+            return Ok(ChangesPage {
+                value: Vec::new(),
+                cursor: head.to_string(),
+            });
+        };
+        let deadline = tokio::time::Instant::now() + req.timeout;
+        // A caller who sees only some secrets scans in larger pages, but never without end in
+        // one request: past SCAN_LIMIT rows it answers with the cursor moved on.
+        let scan = if feed.sees_all() {
+            req.max_results
+        } else {
+            SCAN_PAGE
+        };
+        let mut scanned = 0usize;
+        let mut value = Vec::new();
+        let watching = self.changes.watch(vault_id);
+        let mut permit = None;
+        'poll: loop {
+            let woken = watching.notified();
+            tokio::pin!(woken);
+            let rows = self.store.read_changes(vault_id, cursor, scan).await?;
+            let bounds = self.store.change_bounds(vault_id).await?;
+            if cursor < bounds.floor {
+                return Err(DomainError::CursorExpired(format!(
+                    "The cursor {cursor} is older than the changes this vault keeps. Read the secrets \
+                     again, then follow from a fresh cursor (GET /changes without a cursor)."
+                )));
+            }
+            if cursor > bounds.head {
+                return Err(DomainError::CursorExpired(format!(
+                    "The cursor {cursor} is ahead of this vault's changes (it was not issued by this \
+                     vault). Read the secrets again, then follow from a fresh cursor (GET /changes \
+                     without a cursor)."
+                )));
+            }
+            let full = rows.len() == scan as usize;
+            for row in rows {
+                cursor = row.seq;
+                scanned += 1;
+                if feed.may_see(&row.name) {
+                    value.push(entry(row));
+                    if value.len() == req.max_results as usize {
+                        break;
+                    }
+                }
+            }
+            if !value.is_empty() || (full && scanned >= SCAN_LIMIT) {
+                break;
+            }
+            if full {
+                continue;
+            }
+            if self.changes.is_closed() {
+                break;
+            }
+            loop {
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    break 'poll;
+                }
+                if permit.is_none() {
+                    permit = Some(self.changes.wait_permit()?);
+                }
+                let tick = self.changes.recheck_interval().min(deadline - now);
+                tokio::select! {
+                    biased;
+                    _ = &mut woken => continue 'poll,
+                    _ = tokio::time::sleep(tick) => self.changes.recheck(&*self.store).await,
+                }
+            }
+        }
+        self.audit_read(grant, info, 200, None).await?;
+        Ok(ChangesPage {
+            value,
+            cursor: cursor.to_string(),
+        })
+    }
+
+    /// Drops change-feed entries older than the retention; returns how many went.
+    pub async fn prune_changes(&self) -> Result<u64, DomainError> {
+        let before = self.clock.now_ms() - crate::changes::RETENTION_MS;
+        Ok(self.store.prune_changes(before).await?)
     }
 
     /// Purges soft-deleted secrets whose retention has passed; returns how many went.
@@ -865,8 +986,7 @@ impl SecretService {
                 self.clock.now_ms(),
             );
             match self
-                .store
-                .apply(
+                .commit(
                     Mutation::Purge {
                         vault_id: s.vault_id.clone(),
                         name: s.name.clone(),
@@ -881,6 +1001,22 @@ impl SecretService {
             }
         }
         Ok(purged)
+    }
+}
+
+/// Rows read per store call when the caller sees only some secrets, and the most one request
+/// examines before answering.
+const SCAN_PAGE: u32 = 1000;
+const SCAN_LIMIT: usize = 10_000;
+
+fn entry(row: ChangeRow) -> ChangeEntry {
+    ChangeEntry {
+        seq: row.seq,
+        name: row.display_name,
+        version: row.version,
+        change: row.kind,
+        enabled: row.enabled,
+        time_ms: row.time_ms,
     }
 }
 

@@ -181,11 +181,14 @@ pub struct RunningServer {
     serve: tokio::task::JoinHandle<std::io::Result<()>>,
     background: Vec<tokio::task::JoinHandle<()>>,
     audit_task: tokio::task::JoinHandle<()>,
+    changes: Arc<strongbox_domain::changes::ChangeNotifier>,
 }
 
 impl RunningServer {
-    /// Stops accepting, lets requests in flight finish (up to 10 s), then drains the audit queue.
+    /// Stops accepting, lets requests in flight finish (up to 10 s; change-feed long polls
+    /// answer at once), then drains the audit queue.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.changes.close();
         self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
         let served = self.serve.await;
         for b in self.background {
@@ -285,6 +288,7 @@ pub async fn start(
     });
     let app = strongbox_api::router(state);
 
+    let changes = secrets.change_notifier().clone();
     let sweeper = {
         let secrets = secrets.clone();
         let (store, clock) = (store.clone(), clock.clone());
@@ -296,6 +300,9 @@ pub async fn start(
                     Ok(0) => {}
                     Ok(n) => tracing::info!(purged = n, "purged secrets past their retention"),
                     Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+                }
+                if let Err(e) = secrets.prune_changes().await {
+                    tracing::warn!(error = %e, "change feed pruning failed");
                 }
                 match strongbox_domain::vault_lifecycle::purge_expired(&*store, &*clock).await {
                     Ok(0) => {}
@@ -327,5 +334,6 @@ pub async fn start(
         serve,
         background: vec![sweeper, audit_sink],
         audit_task,
+        changes,
     })
 }

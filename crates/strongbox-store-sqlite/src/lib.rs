@@ -4,6 +4,7 @@
 //! small pool of their own.
 
 mod device_health;
+mod changes;
 mod devices;
 mod identities;
 mod insights;
@@ -45,6 +46,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0005_audit_insights.sql"),
     ),
     (6, "devices", include_str!("../migrations/0006_devices.sql")),
+    (7, "changes", include_str!("../migrations/0007_changes.sql")),
     (
         8,
         "device health",
@@ -234,11 +236,11 @@ async fn insert_version(
     Ok(())
 }
 
-/// Appends one record to its vault's chain inside `tx`.
+/// Appends one record to its vault's chain inside `tx`; returns its position (seq).
 async fn append_chained(
     tx: &mut Transaction<'static, Sqlite>,
     e: &AuditEntry,
-) -> Result<(), sqlx::Error> {
+) -> Result<i64, sqlx::Error> {
     let head = sqlx::query("SELECT seq, hash FROM audit_heads WHERE vault_id = ?1")
         .bind(&e.vault_id)
         .fetch_optional(&mut **tx)
@@ -273,28 +275,74 @@ async fn append_chained(
     .bind(&hash)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(seq)
 }
 
-async fn apply_mutation(tx: &mut Transaction<'static, Sqlite>, m: &Mutation) -> StoreResult<()> {
+/// The change a mutation makes, for the feed; `apply` fills in its position and time.
+fn change(
+    vault_id: &str,
+    name: &str,
+    display_name: String,
+    kind: ChangeKind,
+    version: Option<(String, bool)>,
+) -> ChangeRow {
+    let (version, enabled) = version.unzip();
+    ChangeRow {
+        vault_id: vault_id.to_string(),
+        seq: 0,
+        name: name.to_string(),
+        display_name,
+        version,
+        kind,
+        enabled,
+        time_ms: 0,
+    }
+}
+
+async fn display_name(
+    tx: &mut Transaction<'static, Sqlite>,
+    vault_id: &str,
+    name: &str,
+) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar("SELECT display_name FROM secrets WHERE vault_id = ?1 AND name = ?2")
+        .bind(vault_id)
+        .bind(name)
+        .fetch_one(&mut **tx)
+        .await
+}
+
+async fn apply_mutation(
+    tx: &mut Transaction<'static, Sqlite>,
+    m: &Mutation,
+) -> StoreResult<ChangeRow> {
     match m {
         Mutation::PutVersion {
             display_name,
             version,
         } => {
-            let seq: Option<i64> = sqlx::query_scalar(
+            // An existing secret keeps its display name; RETURNING gives whichever is stored.
+            let row = sqlx::query(
                 "INSERT INTO secrets (vault_id, name, display_name, latest_seq) VALUES (?1, ?2, ?3, 1) \
                  ON CONFLICT (vault_id, name) DO UPDATE SET latest_seq = secrets.latest_seq + 1 \
-                 WHERE secrets.deleted_at IS NULL RETURNING latest_seq",
+                 WHERE secrets.deleted_at IS NULL RETURNING latest_seq, display_name",
             )
             .bind(&version.vault_id)
             .bind(&version.name)
             .bind(display_name)
             .fetch_optional(&mut **tx)
             .await
-            .map_err(backend)?;
-            let seq = seq.ok_or(StoreError::Conflict)?;
-            insert_version(tx, version, seq).await.map_err(backend)
+            .map_err(backend)?
+            .ok_or(StoreError::Conflict)?;
+            let seq: i64 = row.try_get("latest_seq").map_err(backend)?;
+            let display: String = row.try_get("display_name").map_err(backend)?;
+            insert_version(tx, version, seq).await.map_err(backend)?;
+            Ok(change(
+                &version.vault_id,
+                &version.name,
+                display,
+                ChangeKind::NewVersion,
+                Some((version.version.clone(), version.enabled)),
+            ))
         }
         Mutation::UpdateVersion { version: v } => {
             let done = sqlx::query(
@@ -315,10 +363,18 @@ async fn apply_mutation(tx: &mut Transaction<'static, Sqlite>, m: &Mutation) -> 
             .await
             .map_err(backend)?;
             if done.rows_affected() == 0 {
-                Err(StoreError::NotFound)
-            } else {
-                Ok(())
+                return Err(StoreError::NotFound);
             }
+            let display = display_name(tx, &v.vault_id, &v.name)
+                .await
+                .map_err(backend)?;
+            Ok(change(
+                &v.vault_id,
+                &v.name,
+                display,
+                ChangeKind::Updated,
+                Some((v.version.clone(), v.enabled)),
+            ))
         }
         Mutation::SoftDelete {
             vault_id,
@@ -326,22 +382,19 @@ async fn apply_mutation(tx: &mut Transaction<'static, Sqlite>, m: &Mutation) -> 
             deleted_at,
             purge_at,
         } => {
-            let done = sqlx::query(
+            let display: Option<String> = sqlx::query_scalar(
                 "UPDATE secrets SET deleted_at = ?3, purge_at = ?4 WHERE vault_id = ?1 AND name = ?2 \
-                 AND deleted_at IS NULL",
+                 AND deleted_at IS NULL RETURNING display_name",
             )
             .bind(vault_id)
             .bind(name)
             .bind(deleted_at)
             .bind(purge_at)
-            .execute(&mut **tx)
+            .fetch_optional(&mut **tx)
             .await
             .map_err(backend)?;
-            if done.rows_affected() == 0 {
-                Err(StoreError::NotFound)
-            } else {
-                Ok(())
-            }
+            let display = display.ok_or(StoreError::NotFound)?;
+            Ok(change(vault_id, name, display, ChangeKind::Deleted, None))
         }
         Mutation::Recover { vault_id, name } => {
             let done = sqlx::query(
@@ -354,23 +407,38 @@ async fn apply_mutation(tx: &mut Transaction<'static, Sqlite>, m: &Mutation) -> 
             .await
             .map_err(backend)?;
             if done.rows_affected() == 0 {
-                Err(StoreError::NotFound)
-            } else {
-                Ok(())
+                return Err(StoreError::NotFound);
             }
+            let latest = sqlx::query(
+                "SELECT s.display_name, v.version, v.enabled FROM secrets s JOIN secret_versions v \
+                 ON v.vault_id = s.vault_id AND v.name = s.name AND v.seq = s.latest_seq \
+                 WHERE s.vault_id = ?1 AND s.name = ?2",
+            )
+            .bind(vault_id)
+            .bind(name)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(backend)?;
+            let get = |c: &str| latest.try_get::<String, _>(c).map_err(backend);
+            let enabled: bool = latest.try_get("enabled").map_err(backend)?;
+            Ok(change(
+                vault_id,
+                name,
+                get("display_name")?,
+                ChangeKind::Recovered,
+                Some((get("version")?, enabled)),
+            ))
         }
         Mutation::Purge { vault_id, name } => {
-            let deleted: Option<i64> = sqlx::query_scalar(
-                "SELECT deleted_at FROM secrets WHERE vault_id = ?1 AND name = ?2 AND deleted_at IS NOT NULL",
+            let display: Option<String> = sqlx::query_scalar(
+                "SELECT display_name FROM secrets WHERE vault_id = ?1 AND name = ?2 AND deleted_at IS NOT NULL",
             )
             .bind(vault_id)
             .bind(name)
             .fetch_optional(&mut **tx)
             .await
             .map_err(backend)?;
-            if deleted.is_none() {
-                return Err(StoreError::NotFound);
-            }
+            let display = display.ok_or(StoreError::NotFound)?;
             for sql in [
                 "DELETE FROM secret_versions WHERE vault_id = ?1 AND name = ?2",
                 "DELETE FROM secrets WHERE vault_id = ?1 AND name = ?2",
@@ -382,13 +450,15 @@ async fn apply_mutation(tx: &mut Transaction<'static, Sqlite>, m: &Mutation) -> 
                     .await
                     .map_err(backend)?;
             }
-            Ok(())
+            Ok(change(vault_id, name, display, ChangeKind::Purged, None))
         }
         Mutation::Restore {
             display_name,
             versions,
         } => {
-            let first = versions.first().ok_or(StoreError::NotFound)?;
+            let (Some(first), Some(last)) = (versions.first(), versions.last()) else {
+                return Err(StoreError::NotFound);
+            };
             sqlx::query("INSERT INTO secrets (vault_id, name, display_name, latest_seq) VALUES (?1, ?2, ?3, ?4)")
                 .bind(&first.vault_id)
                 .bind(&first.name)
@@ -400,9 +470,37 @@ async fn apply_mutation(tx: &mut Transaction<'static, Sqlite>, m: &Mutation) -> 
             for (i, v) in versions.iter().enumerate() {
                 insert_version(tx, v, i as i64 + 1).await.map_err(backend)?;
             }
-            Ok(())
+            Ok(change(
+                &first.vault_id,
+                &first.name,
+                display_name.clone(),
+                ChangeKind::Restored,
+                Some((last.version.clone(), last.enabled)),
+            ))
         }
     }
+}
+
+/// Records `c` in the feed (inside the mutation's transaction).
+async fn record_change(
+    tx: &mut Transaction<'static, Sqlite>,
+    c: &ChangeRow,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO secret_changes (vault_id, seq, name, display_name, version, change, enabled, time_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .bind(&c.vault_id)
+    .bind(c.seq)
+    .bind(&c.name)
+    .bind(&c.display_name)
+    .bind(&c.version)
+    .bind(c.kind.as_str())
+    .bind(c.enabled)
+    .bind(c.time_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -692,6 +790,8 @@ impl Store for SqliteStore {
             "DELETE FROM secrets WHERE vault_id = ?1",
             "DELETE FROM access_policies WHERE vault_id = ?1",
             "DELETE FROM diagnostic_settings WHERE vault_id = ?1",
+            "DELETE FROM secret_changes WHERE vault_id = ?1",
+            "DELETE FROM change_floors WHERE vault_id = ?1",
             "DELETE FROM vaults WHERE id = ?1",
         ] {
             sqlx::query(sql)
@@ -959,8 +1059,16 @@ impl Store for SqliteStore {
 
     async fn apply(&self, mutation: Mutation, audit: AuditEntry) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        apply_mutation(&mut tx, &mutation).await?;
-        append_chained(&mut tx, &audit).await.map_err(backend)?;
+        let mut change = apply_mutation(&mut tx, &mutation).await?;
+        if change.vault_id != audit.vault_id {
+            // The feed's positions are the vault's chain positions.
+            return Err(StoreError::Backend(
+                "a secret mutation must be audited in its own vault's chain".into(),
+            ));
+        }
+        change.seq = append_chained(&mut tx, &audit).await.map_err(backend)?;
+        change.time_ms = audit.time_ms;
+        record_change(&mut tx, &change).await.map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 

@@ -6,6 +6,7 @@ use crate::*;
 use std::sync::Arc;
 
 mod device_health;
+mod changes;
 mod devices;
 mod identities;
 mod insights;
@@ -26,6 +27,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     insights::insights_and_delivery(&*store).await;
     devices::devices_operations_and_enrollments(&*store).await;
     device_health::reports_and_alert_history(&*store).await;
+    // Last: it prunes changes store-wide.
+    changes::change_feed(store.clone()).await;
 }
 
 fn version(vault: &VaultRow, name: &str, version: &str) -> VersionRow {

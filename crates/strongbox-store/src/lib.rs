@@ -5,6 +5,7 @@
 //! The store only ever sees ciphertext for secret values.
 
 pub mod chain;
+mod changes;
 pub mod conformance;
 mod conformance_vault_arm;
 mod device_health;
@@ -16,6 +17,7 @@ mod rows;
 mod vault_arm;
 
 pub use device_health::*;
+pub use changes::*;
 pub use devices::*;
 pub use identities::*;
 pub use insights::InsightsStore;
@@ -77,6 +79,7 @@ pub trait Store:
     + InsightsStore
     + DeviceStore
     + DeviceHealthStore
+    + ChangeStore
     + Send
     + Sync
     + 'static
@@ -172,7 +175,8 @@ pub trait Store:
     ) -> StoreResult<Vec<VersionRow>>;
     /// Soft-deleted secrets whose purge date is at or before `now`.
     async fn purge_due(&self, now: i64, limit: u32) -> StoreResult<Vec<SecretRow>>;
-    /// Applies `mutation` and appends `audit` to its vault's chain in one transaction.
+    /// Applies `mutation`, appends `audit` to its vault's chain and records the change (at the
+    /// audit record's position and time) in one transaction.
     async fn apply(&self, mutation: Mutation, audit: AuditEntry) -> StoreResult<()>;
 
     // --- audit

@@ -31,7 +31,9 @@ error_codes! {
     NotFound => 404, "NotFound";
     MethodNotAllowed => 405, "MethodNotAllowed";
     Conflict => 409, "Conflict";
+    CursorExpired => 410, "CursorExpired";
     RequestTooLarge => 413, "RequestEntityTooLarge";
+    Throttled => 429, "Throttled";
     InternalError => 500, "InternalError";
     ServiceUnavailable => 503, "ServiceUnavailable";
 }

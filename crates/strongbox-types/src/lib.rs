@@ -4,6 +4,7 @@
 
 pub mod arm_locks;
 pub mod arm_vaults;
+pub mod changes;
 pub mod error;
 pub mod secrets;
 pub mod token;

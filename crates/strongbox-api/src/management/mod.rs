@@ -77,6 +77,8 @@ impl From<DomainError> for ArmError {
             DomainError::Forbidden { inner, .. } => inner.unwrap_or("Forbidden"),
             DomainError::Conflict { inner, .. } => inner.unwrap_or("Conflict"),
             DomainError::TooLarge(_) => "RequestEntityTooLarge",
+            DomainError::CursorExpired(_) => "CursorExpired",
+            DomainError::Throttled(_) => "TooManyRequests",
             DomainError::Internal(_) => "InternalServerError",
         };
         ArmError {

@@ -13,6 +13,7 @@ mod devices;
 mod edge_sync;
 
 mod auth;
+mod change_feed;
 mod cli_audit;
 mod cli_secrets;
 mod cli_support;

@@ -63,9 +63,9 @@ const POLICIES: &[(&str, &[&str], [u8; 12])] = &[
     ("none",    &[],           [0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0]),
 ];
 
-struct Principal {
-    object_id: String,
-    token: String,
+pub(crate) struct Principal {
+    pub(crate) object_id: String,
+    pub(crate) token: String,
 }
 
 /// A data-plane client for `vault` on the test server.
@@ -180,7 +180,7 @@ impl Vault {
 }
 
 /// A management-plane token for the dev admin (Owner of the subscription).
-async fn management_token(server: &Server, client_id: &str, secret: &str) -> String {
+pub(crate) async fn management_token(server: &Server, client_id: &str, secret: &str) -> String {
     let tenant = server.creds["tenant_id"].as_str().unwrap();
     let resp = server
         .client
@@ -208,7 +208,7 @@ async fn management_token(server: &Server, client_id: &str, secret: &str) -> Str
 }
 
 /// The full id of a built-in role, looked up through the role-definitions API by name.
-async fn role_id(server: &Server, token: &str, name: &str) -> String {
+pub(crate) async fn role_id(server: &Server, token: &str, name: &str) -> String {
     let sub = server.creds["subscription_id"].as_str().unwrap();
     let resp = server
         .client
@@ -227,7 +227,13 @@ async fn role_id(server: &Server, token: &str, name: &str) -> String {
     v["value"][0]["id"].as_str().unwrap().to_string()
 }
 
-async fn assign(server: &Server, token: &str, scope: &str, role_id: &str, principal: &str) {
+pub(crate) async fn assign(
+    server: &Server,
+    token: &str,
+    scope: &str,
+    role_id: &str,
+    principal: &str,
+) {
     let resp = server
         .client
         .put(format!(
@@ -257,7 +263,7 @@ pub fn uuid_v4() -> String {
     )
 }
 
-async fn principal(server: &Server, dir: &std::path::Path, name: &str) -> Principal {
+pub(crate) async fn principal(server: &Server, dir: &std::path::Path, name: &str) -> Principal {
     let (code, out, err) = cli(&[
         "sp",
         "create",
@@ -279,7 +285,7 @@ async fn principal(server: &Server, dir: &std::path::Path, name: &str) -> Princi
     }
 }
 
-fn create_vault(dir: &std::path::Path, name: &str, rbac: bool) {
+pub(crate) fn create_vault(dir: &std::path::Path, name: &str, rbac: bool) {
     let mut args = vec![
         "vault",
         "create",
