@@ -6,6 +6,7 @@
 //! an activation key can be pasted.
 
 pub mod state;
+pub mod targets;
 pub mod web;
 
 use base64::Engine;
