@@ -179,13 +179,32 @@ async fn activate(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
     }
 }
 
-/// Serves the page on 127.0.0.1:`port` (0 picks one; the address is printed) and re-syncs the
-/// device secrets every `poll`, reporting each sync that changed something.
+/// The device identity's tokens for the managed-identity endpoint, once the agent is activated.
+struct DeviceTokens(Arc<Shared>);
+
+#[async_trait::async_trait]
+impl crate::msi::TokenSource for DeviceTokens {
+    async fn token_for(&self, scope: &str) -> Result<(String, i64)> {
+        match self.0.agent.lock().await.as_ref() {
+            Some(agent) => agent.token_for(scope).await,
+            None => Err(strongbox_client::Error::Http {
+                status: 400,
+                code: "identity_not_found".into(),
+                message: "Identity not found: the agent is not activated yet.".into(),
+            }),
+        }
+    }
+}
+
+/// Serves the page and the managed-identity endpoint ([`crate::msi`], challenge files in
+/// `challenge_dir`) on 127.0.0.1:`port` (0 picks one; the addresses are printed) and re-syncs
+/// the device secrets every `poll`, reporting each sync that changed something.
 pub async fn run(
     data_dir: PathBuf,
     server_ca: Option<Vec<u8>>,
     port: u16,
     poll: Duration,
+    challenge_dir: PathBuf,
 ) -> Result<()> {
     let agent = match crate::Agent::open(&data_dir) {
         Ok(a) => Some(a),
@@ -207,10 +226,28 @@ pub async fn run(
         tokens: std::sync::Mutex::new(VecDeque::new()),
         last: std::sync::Mutex::new(String::new()),
     });
+    let msi = Arc::new(crate::msi::MsiEndpoint::new(
+        Arc::new(DeviceTokens(shared.clone())),
+        &challenge_dir,
+        Arc::new(strongbox_domain::clock::SystemClock),
+    ));
+    match msi.challenge_dir() {
+        Ok(dir) => println!(
+            "managed identity endpoint (Azure Arc form, challenge files in {}):",
+            dir.display()
+        ),
+        Err(e) => eprintln!(
+            "warning: the managed identity endpoint cannot write challenge files ({e}); it answers 500 until the agent is restarted with a usable directory"
+        ),
+    }
+    for (k, v) in crate::msi::env_vars(port) {
+        println!("{k}={v}");
+    }
     let app = Router::new()
         .route("/", get(show))
         .route("/activate", axum::routing::post(activate))
-        .with_state(shared.clone());
+        .with_state(shared.clone())
+        .merge(msi.router());
     println!("agent page on http://127.0.0.1:{port}/");
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let mut tick = tokio::time::interval(poll);

@@ -38,7 +38,8 @@ pub enum AgentCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Serve the activation page on 127.0.0.1 and re-sync the device secrets periodically.
+    /// Serve the activation page and the managed-identity endpoint (Azure Arc form) on
+    /// 127.0.0.1 and re-sync the device secrets periodically.
     Run {
         #[arg(long)]
         data_dir: PathBuf,
@@ -50,6 +51,10 @@ pub enum AgentCommand {
         /// Seconds between checks of the device secrets in the vault.
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
         poll_interval: u64,
+        /// Where the managed-identity endpoint writes its Azure Arc challenge files.
+        /// azure-identity reads them only from the default directory.
+        #[arg(long, default_value = strongbox_agent::msi::DEFAULT_CHALLENGE_DIR)]
+        msi_challenge_dir: PathBuf,
     },
 }
 
@@ -105,10 +110,17 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
             server_ca,
             port,
             poll_interval,
+            msi_challenge_dir,
         } => {
             let ca = read_ca(server_ca)?;
-            strongbox_agent::web::run(data_dir, ca, port, Duration::from_secs(poll_interval))
-                .await?;
+            strongbox_agent::web::run(
+                data_dir,
+                ca,
+                port,
+                Duration::from_secs(poll_interval),
+                msi_challenge_dir,
+            )
+            .await?;
         }
     }
     Ok(ExitCode::SUCCESS)
