@@ -9,6 +9,7 @@ pub mod cache;
 pub mod edge;
 pub mod local_api;
 pub mod metrics;
+pub mod msi;
 pub mod state;
 pub mod sync;
 pub mod targets;
@@ -256,6 +257,14 @@ fn version_of(b: &Value) -> String {
         .to_string()
 }
 
+/// A numeric claim of a JWT read without verifying it: only to echo the token service's own
+/// `exp`/`nbf` back to a workload (the vault verifies the token).
+pub fn unverified_claim(jwt: &str, claim: &str) -> Option<i64> {
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = B64.decode(payload).ok()?;
+    serde_json::from_slice::<Value>(&bytes).ok()?[claim].as_i64()
+}
+
 /// An activated device.
 pub struct Agent {
     dir: StateDir,
@@ -287,6 +296,13 @@ impl Agent {
 
     /// A vault token by ES256 client assertion with the device's private key.
     pub async fn token(&self) -> Result<String> {
+        Ok(self.token_for(&self.state.vault_scope).await?.0)
+    }
+
+    /// A token of the device's identity for `scope` (`<resource>/.default`) by ES256 client
+    /// assertion with the device's private key, and its expiry (the token's `exp`, Unix
+    /// seconds): what the local managed-identity endpoint ([`msi`]) hands to workloads.
+    pub async fn token_for(&self, scope: &str) -> Result<(String, i64)> {
         let st = &self.state;
         let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         h.kid = Some(st.key_id.clone());
@@ -308,12 +324,15 @@ impl Agent {
                 "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
             ),
             ("client_assertion", assertion.as_str()),
-            ("scope", st.vault_scope.as_str()),
+            ("scope", scope),
         ]))
         .await?;
         match (status, body) {
             (200, Some(b)) if b["access_token"].is_string() => {
-                Ok(b["access_token"].as_str().unwrap_or_default().to_string())
+                let token = b["access_token"].as_str().unwrap_or_default().to_string();
+                let exp = unverified_claim(&token, "exp")
+                    .unwrap_or_else(|| t + b["expires_in"].as_i64().unwrap_or(0));
+                Ok((token, exp))
             }
             (s, b) => {
                 let b = b.unwrap_or(Value::Null);

@@ -342,7 +342,7 @@ async fn delete_synced(
         (s, users)
     };
     // The edge copy goes now; the vault's secrets are never touched.
-    let target_result = match api.shared.target(&removed.target) {
+    let target_result = match api.shared.target(&removed.target).await {
         Ok(t) => t.remove(&name).await.map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };

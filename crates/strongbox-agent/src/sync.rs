@@ -10,7 +10,9 @@
 use crate::cache::{self, Cache, Entry, Put, SourceState};
 use crate::edge::{EdgeConfig, OnSourceDeleted, SyncedSecret, TargetSpec};
 use crate::metrics::Metrics;
-use crate::targets::{FileTarget, Payload, Target};
+use crate::targets::files::{FileOptions, FileTarget};
+use crate::targets::kubernetes::KubernetesTarget;
+use crate::targets::{Payload, Target};
 use crate::{Agent, now};
 use serde::Serialize;
 use serde_json::Value;
@@ -99,21 +101,19 @@ impl Shared {
     }
 
     /// The target a synced secret is delivered to (built once per distinct spec).
-    pub fn target(&self, spec: &TargetSpec) -> Result<Arc<dyn Target>, String> {
+    pub async fn target(&self, spec: &TargetSpec) -> Result<Arc<dyn Target>, String> {
         let id = serde_json::to_string(spec).expect("spec serializes");
         if let Some(t) = self.targets.lock().expect("targets lock").get(&id) {
             return Ok(t.clone());
         }
         let t: Arc<dyn Target> = match spec {
-            TargetSpec::Files { dir } => Arc::new(
-                FileTarget::new(
-                    dir.clone().unwrap_or_else(|| self.secrets_dir.clone()),
-                    Default::default(),
-                )
-                .map_err(|e| e.to_string())?,
-            ),
+            TargetSpec::Files { dir } => Arc::new(FileTarget::new(
+                dir.clone().unwrap_or_else(|| self.secrets_dir.clone()),
+                FileOptions::default(),
+            )),
             TargetSpec::Kubernetes { namespace } => Arc::new(
-                crate::targets::kubernetes::KubernetesTarget::from_env(namespace)
+                KubernetesTarget::from_env(Some(namespace))
+                    .await
                     .map_err(|e| e.to_string())?,
             ),
         };
@@ -407,7 +407,7 @@ impl Engine {
             .map(|(n, s)| (n.clone(), s.clone()))
             .collect();
         for (name, spec) in gone {
-            if let Ok(t) = self.shared.target(&spec)
+            if let Ok(t) = self.shared.target(&spec).await
                 && let Err(e) = t.remove(&name).await
             {
                 eprintln!("warning: removing the target of {name}: {e}");
@@ -441,7 +441,11 @@ impl Engine {
                     }
                 }
             }
-            statuses.insert(s.name.clone(), self.status(s));
+            let target = match self.shared.target(&s.target).await {
+                Ok(t) => t.describe(),
+                Err(e) => format!("unavailable: {e}"),
+            };
+            statuses.insert(s.name.clone(), self.status(s, target));
         }
         let mut counts: BTreeMap<String, i64> = ["Synced", "Stale", "Error", "Pending"]
             .iter()
@@ -469,7 +473,7 @@ impl Engine {
     /// Writes one synced secret's target if its content changed. All keys switch together;
     /// nothing is written while a key was never fetched.
     async fn render(&mut self, s: &SyncedSecret) -> Result<bool, String> {
-        let target = self.shared.target(&s.target)?;
+        let target = self.shared.target(&s.target).await?;
         let mut data = BTreeMap::new();
         let mut missing = Vec::new();
         for r in &s.references {
@@ -518,7 +522,7 @@ impl Engine {
         }
     }
 
-    fn status(&self, s: &SyncedSecret) -> SyncStatus {
+    fn status(&self, s: &SyncedSecret, target: String) -> SyncStatus {
         let mut items = Vec::new();
         let mut reasons = Vec::new();
         let mut pending = false;
@@ -581,11 +585,7 @@ impl Engine {
             last_successful_sync_time: self.last_success,
             last_attempt_time: self.last_attempt,
             items,
-            target: self
-                .shared
-                .target(&s.target)
-                .map(|t| t.describe())
-                .unwrap_or_else(|e| format!("unavailable: {e}")),
+            target,
         }
     }
 

@@ -212,15 +212,34 @@ fn start_sync(
     Ok(())
 }
 
-/// Serves the page on 127.0.0.1:`port` (0 picks one; the address is printed) and re-syncs the
-/// device secrets every `poll`, reporting each sync that changed something. Once the device is
-/// activated, also runs the sync engine and serves the local API (`agent.json` in the data dir
-/// says where, `api.token` holds its bearer token).
+/// The device identity's tokens for the managed-identity endpoint, once the agent is activated.
+struct DeviceTokens(Arc<Shared>);
+
+#[async_trait::async_trait]
+impl crate::msi::TokenSource for DeviceTokens {
+    async fn token_for(&self, scope: &str) -> Result<(String, i64)> {
+        match self.0.agent.lock().await.as_ref() {
+            Some(agent) => agent.token_for(scope).await,
+            None => Err(strongbox_client::Error::Http {
+                status: 400,
+                code: "identity_not_found".into(),
+                message: "Identity not found: the agent is not activated yet.".into(),
+            }),
+        }
+    }
+}
+
+/// Serves the page and the managed-identity endpoint ([`crate::msi`], challenge files in
+/// `challenge_dir`) on 127.0.0.1:`port` (0 picks one; the addresses are printed) and re-syncs
+/// the device secrets every `poll`, reporting each sync that changed something. Once the device
+/// is activated, also runs the sync engine and serves the local API (`agent.json` in the data
+/// dir says where, `api.token` holds its bearer token).
 pub async fn run(
     data_dir: PathBuf,
     server_ca: Option<Vec<u8>>,
     port: u16,
     poll: Duration,
+    challenge_dir: PathBuf,
     sync: SyncOptions,
 ) -> Result<()> {
     let agent = match crate::Agent::open(&data_dir) {
@@ -244,11 +263,29 @@ pub async fn run(
         last: std::sync::Mutex::new(String::new()),
     });
     let cell = Arc::new(crate::local_api::ApiCell::default());
+    let msi = Arc::new(crate::msi::MsiEndpoint::new(
+        Arc::new(DeviceTokens(shared.clone())),
+        &challenge_dir,
+        Arc::new(strongbox_domain::clock::SystemClock),
+    ));
+    match msi.challenge_dir() {
+        Ok(dir) => println!(
+            "managed identity endpoint (Azure Arc form, challenge files in {}):",
+            dir.display()
+        ),
+        Err(e) => eprintln!(
+            "warning: the managed identity endpoint cannot write challenge files ({e}); it answers 500 until the agent is restarted with a usable directory"
+        ),
+    }
+    for (k, v) in crate::msi::env_vars(port) {
+        println!("{k}={v}");
+    }
     let app = Router::new()
         .route("/", get(show))
         .route("/activate", axum::routing::post(activate))
         .with_state(shared.clone())
-        .merge(crate::local_api::routes(cell.clone()));
+        .merge(crate::local_api::routes(cell.clone()))
+        .merge(msi.router());
     crate::state::write_atomically(
         &shared.data_dir.join(crate::local_api::AGENT_FILE),
         serde_json::json!({"url": format!("http://127.0.0.1:{port}"), "pid": std::process::id()})

@@ -16,6 +16,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
+use strongbox_identity::arc;
 use strongbox_identity::managed::{ArcOutcome, ManagedFailure};
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -70,18 +71,12 @@ async fn arc(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let metadata = headers
-        .get("metadata")
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| {
-            h.strip_prefix("Basic ")
-                .or_else(|| h.strip_prefix("basic "))
-        })
-        .map(str::trim);
+    let metadata = arc::metadata_header_ok(headers.get("metadata").and_then(|h| h.to_str().ok()));
+    let basic = arc::basic_credential(
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok()),
+    );
     let result = match query(&uri) {
         Ok(pairs) => {
             app.tokens
@@ -97,7 +92,7 @@ async fn arc(
                 Json(json!({"error": "unauthorized_client", "error_description": "Read the challenge file named in WWW-Authenticate and retry with Authorization: Basic <its content>."})),
             )
                 .into_response();
-            match HeaderValue::from_str(&format!("Basic realm={}", path.display())) {
+            match HeaderValue::from_str(&arc::www_authenticate(&path)) {
                 Ok(v) => {
                     r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
                     r

@@ -38,7 +38,8 @@ pub enum AgentCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Serve the activation page on 127.0.0.1 and re-sync the device secrets periodically.
+    /// Serve the activation page and the managed-identity endpoint (Azure Arc form) on
+    /// 127.0.0.1 and re-sync the device secrets periodically.
     Run {
         #[arg(long)]
         data_dir: PathBuf,
@@ -58,6 +59,10 @@ pub enum AgentCommand {
         /// behind the change feed, and the poll interval when the server has no feed).
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
         rotation_interval: u64,
+        /// Where the managed-identity endpoint writes its Azure Arc challenge files.
+        /// azure-identity reads them only from the default directory.
+        #[arg(long, default_value = strongbox_agent::msi::DEFAULT_CHALLENGE_DIR)]
+        msi_challenge_dir: PathBuf,
     },
 }
 
@@ -115,6 +120,7 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
             poll_interval,
             secrets_dir,
             rotation_interval,
+            msi_challenge_dir,
         } => {
             let ca = read_ca(server_ca)?;
             let sync = strongbox_agent::web::SyncOptions {
@@ -124,8 +130,15 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
                 },
                 rotation: Duration::from_secs(rotation_interval),
             };
-            strongbox_agent::web::run(data_dir, ca, port, Duration::from_secs(poll_interval), sync)
-                .await?;
+            strongbox_agent::web::run(
+                data_dir,
+                ca,
+                port,
+                Duration::from_secs(poll_interval),
+                msi_challenge_dir,
+                sync,
+            )
+            .await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -40,6 +40,27 @@ pub enum ArcError {
     Io(#[from] std::io::Error),
 }
 
+/// `Metadata: true` (any case): the SSRF guard of every IMDS-shaped endpoint.
+pub fn metadata_header_ok(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// The credential of an `Authorization: Basic <content>` header: the challenge file's content,
+/// verbatim (MSAL does not base64 it).
+pub fn basic_credential(authorization: Option<&str>) -> Option<&str> {
+    authorization
+        .and_then(|h| {
+            h.strip_prefix("Basic ")
+                .or_else(|| h.strip_prefix("basic "))
+        })
+        .map(str::trim)
+}
+
+/// The `WWW-Authenticate` value of a challenge: `Basic realm=<path>` (MSAL splits it at `=`).
+pub fn www_authenticate(path: &Path) -> String {
+    format!("Basic realm={}", path.display())
+}
+
 fn is_ours(name: &str) -> bool {
     name.strip_prefix(PREFIX)
         .and_then(|n| n.strip_suffix(".key"))

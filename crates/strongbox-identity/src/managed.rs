@@ -148,15 +148,25 @@ enum Form {
     Arc,
 }
 
-enum Selector {
+/// Which identity a request names (`client_id`, `object_id`/`principal_id`, `msi_res_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
     Client(String),
     Object(String),
     Resource(String),
 }
 
-struct Query {
-    resource: String,
-    selector: Option<Selector>,
+/// A validated managed-identity token query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    pub resource: String,
+    pub selector: Option<Selector>,
+}
+
+/// Validates an Azure Arc form query (api-version, one `resource`, at most one selector); shared
+/// with the edge agent's local endpoint.
+pub fn parse_arc_query(pairs: &[(String, String)]) -> Result<Query, ManagedFailure> {
+    parse_query(Form::Arc, pairs)
 }
 
 /// Validates the query: the form's api-version, one `resource`, at most one selector, nothing

@@ -3,8 +3,8 @@
 //! appending to an audit chain locks the chain's head row (`SELECT … FOR UPDATE`), so two nodes
 //! never hand out the same version seq or chain link.
 
-mod device_health;
 mod changes;
+mod device_health;
 mod devices;
 mod identities;
 mod insights;

@@ -3,8 +3,8 @@
 //! `BEGIN IMMEDIATE` so another process holding the file makes us wait, not fail; reads use a
 //! small pool of their own.
 
-mod device_health;
 mod changes;
+mod device_health;
 mod devices;
 mod identities;
 mod insights;

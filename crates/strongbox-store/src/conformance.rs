@@ -5,8 +5,8 @@ use crate::chain::Verifier;
 use crate::*;
 use std::sync::Arc;
 
-mod device_health;
 mod changes;
+mod device_health;
 mod devices;
 mod identities;
 mod insights;

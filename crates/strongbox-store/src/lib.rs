@@ -16,8 +16,8 @@ mod locks;
 mod rows;
 mod vault_arm;
 
-pub use device_health::*;
 pub use changes::*;
+pub use device_health::*;
 pub use devices::*;
 pub use identities::*;
 pub use insights::InsightsStore;

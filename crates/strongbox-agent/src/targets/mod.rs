@@ -1,82 +1,404 @@
-//! TEMPORARY contract stub (replaced by the targets branch at merge).
-use std::collections::BTreeMap;
+//! Delivery targets of synced secrets (issue 5): where the agent puts a synced secret's keys for
+//! workloads to read. A synced secret is a group of keys that switches as one (research
+//! edge-sync §7.5): a new username never meets an old password. Two targets:
+//!
+//! - [`files::FileTarget`]: `{root}/{name}/{key}` written the kubelet AtomicWriter way, plus
+//!   fsync, so it also holds on persistent disk (§5, §7.10). Consumers watch the directory for
+//!   `..data` and re-read every key.
+//! - [`kubernetes::KubernetesTarget`]: a Kubernetes Secret written by one server-side apply,
+//!   labelled as ours; a foreign Secret of the same name is never adopted (§7.7).
+//!
+//! Errors never carry a secret value.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+pub mod files;
+pub mod kubernetes;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use zeroize::Zeroizing;
+
+/// The Kubernetes Secret types a synced secret may have (an allow-list: never
+/// `service-account-token`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum SecretType {
     #[default]
     Opaque,
+    /// Requires the keys `username` and `password`.
     #[serde(rename = "kubernetes.io/basic-auth")]
     BasicAuth,
 }
 
+impl SecretType {
+    /// The Secret `type` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretType::Opaque => "Opaque",
+            SecretType::BasicAuth => "kubernetes.io/basic-auth",
+        }
+    }
+
+    /// Keys the type requires.
+    pub fn required_keys(self) -> &'static [&'static str] {
+        match self {
+            SecretType::Opaque => &[],
+            SecretType::BasicAuth => &["username", "password"],
+        }
+    }
+}
+
+impl std::fmt::Display for SecretType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One synced secret as a target receives it: all its keys, switched together.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Payload {
     pub name: String,
     pub secret_type: SecretType,
-    pub data: BTreeMap<String, zeroize::Zeroizing<Vec<u8>>>,
+    pub data: BTreeMap<String, Zeroizing<Vec<u8>>>,
 }
 
+/// Names the keys, never the values.
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payload")
+            .field("name", &self.name)
+            .field("secret_type", &self.secret_type)
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Payload {
+    /// The name, every key, and the keys the type requires. At least one key.
+    pub fn validate(&self) -> Result<(), TargetError> {
+        validate_name(&self.name).map_err(TargetError::Invalid)?;
+        if self.data.is_empty() {
+            return Err(TargetError::Invalid(format!(
+                "synced secret {} has no keys",
+                self.name
+            )));
+        }
+        for k in self.data.keys() {
+            validate_key(k)
+                .map_err(|m| TargetError::Invalid(format!("synced secret {}: {m}", self.name)))?;
+        }
+        let missing: Vec<&str> = self
+            .secret_type
+            .required_keys()
+            .iter()
+            .copied()
+            .filter(|k| !self.data.contains_key(*k))
+            .collect();
+        if !missing.is_empty() {
+            return Err(TargetError::Invalid(format!(
+                "synced secret {} of type {} needs the keys {}; missing: {}",
+                self.name,
+                self.secret_type,
+                self.secret_type.required_keys().join(" and "),
+                missing.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The content hash of a synced secret's data: `sha256:` and the hex SHA-256 of each key and
+/// value, length-prefixed in key order (so `a=bc` and `ab=c` differ). Not the data itself.
+pub fn content_hash(data: &BTreeMap<String, Zeroizing<Vec<u8>>>) -> String {
+    let mut buf = Zeroizing::new(Vec::new());
+    for (k, v) in data {
+        buf.extend_from_slice(&(k.len() as u64).to_be_bytes());
+        buf.extend_from_slice(k.as_bytes());
+        buf.extend_from_slice(&(v.len() as u64).to_be_bytes());
+        buf.extend_from_slice(v);
+    }
+    format!("sha256:{}", hex::encode(strongbox_crypto::sha256(&buf)))
+}
+
+const MAX_NAME: usize = 253;
+
+/// A Kubernetes Secret name: a DNS-1123 subdomain (lowercase letters, digits, `-` and `.`; at
+/// most 253 characters; every dot-separated label starts and ends with a letter or digit). Such
+/// a name is also a safe directory name (never `.`, `..` or a path).
 pub fn validate_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 253 {
-        return Err("bad name".into());
+    let shown: String = name.chars().take(64).collect();
+    if name.is_empty() {
+        return Err("the synced secret name is empty".into());
     }
-    Ok(())
-}
-pub fn validate_key(key: &str) -> Result<(), String> {
-    if key.is_empty() || key.starts_with("..") {
-        return Err("bad key".into());
+    if name.len() > MAX_NAME {
+        return Err(format!(
+            "the synced secret name {shown}… is longer than {MAX_NAME} characters"
+        ));
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if !name.split('.').all(label_ok) {
+        return Err(format!(
+            "the synced secret name '{shown}' is not a DNS-1123 subdomain: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (a Kubernetes Secret name)"
+        ));
     }
     Ok(())
 }
 
-#[derive(Debug)]
+/// A Kubernetes Secret data key (`[-._a-zA-Z0-9]+`, at most 253 characters), which is also the
+/// file name in a file target. `.`, `..` and anything starting with `..` are refused: those
+/// names are the target's own (`..data`, `..data_tmp`, timestamped directories).
+pub fn validate_key(key: &str) -> Result<(), String> {
+    let shown: String = key.chars().take(64).collect();
+    if key.is_empty() {
+        return Err("a key is empty".into());
+    }
+    if key.len() > MAX_NAME {
+        return Err(format!(
+            "the key {shown}… is longer than {MAX_NAME} characters"
+        ));
+    }
+    if !key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    {
+        return Err(format!(
+            "the key '{shown}' may hold only letters, digits, '-', '.' and '_'"
+        ));
+    }
+    if key == "." || key.starts_with("..") {
+        return Err(format!(
+            "the key '{shown}' is reserved ('.', '..' and names starting with '..')"
+        ));
+    }
+    Ok(())
+}
+
+/// A refused or failed delivery. Messages name secrets and keys, never values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
+    /// An object of that name exists and is not ours: never adopted (the SSE's
+    /// `CreateFailedInvalidLabel`).
+    #[error("not ours: {0}")]
     NotOurs(String),
+    /// The payload breaks a rule (name, key, type).
+    #[error("invalid: {0}")]
     Invalid(String),
+    /// The local file system failed.
+    #[error("I/O: {0}")]
     Io(String),
+    /// The Kubernetes API failed.
+    #[error("Kubernetes API: {0}")]
     Api(String),
 }
-impl std::fmt::Display for TargetError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self:?}")
-    }
-}
 
+/// Where a synced secret is delivered.
 #[async_trait::async_trait]
 pub trait Target: Send + Sync {
+    /// For status and logs: `files:/run/x/edp1secrets`, `kubernetes:ns/edp1secrets`.
     fn describe(&self) -> String;
+    /// Writes every key of `p` so that they switch together. `Ok(true)` when the content changed,
+    /// `Ok(false)` when it already held exactly this (nothing written).
     async fn apply(&self, p: &Payload) -> Result<bool, TargetError>;
+    /// Removes the synced secret `name` if it is ours (absent is fine; foreign is `NotOurs`).
     async fn remove(&self, name: &str) -> Result<(), TargetError>;
+    /// The content a consumer sees now, or `None` when it is absent: to notice a deleted or
+    /// changed target.
     async fn present(&self, name: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>, TargetError>;
 }
 
-pub struct FileTarget;
-impl FileTarget {
-    pub fn new(_root: std::path::PathBuf, _o: FileOptions) -> Result<FileTarget, TargetError> {
-        Ok(FileTarget)
-    }
-}
-#[derive(Default)]
-pub struct FileOptions;
-#[async_trait::async_trait]
-impl Target for FileTarget {
-    fn describe(&self) -> String {
-        String::new()
-    }
-    async fn apply(&self, _p: &Payload) -> Result<bool, TargetError> {
-        Ok(true)
-    }
-    async fn remove(&self, _name: &str) -> Result<(), TargetError> {
-        Ok(())
-    }
-    async fn present(&self, _name: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>, TargetError> {
-        Ok(None)
-    }
-}
-pub mod kubernetes {
-    pub struct KubernetesTarget;
-    impl KubernetesTarget {
-        pub fn from_env(_ns: &str) -> Result<super::FileTarget, super::TargetError> {
-            Ok(super::FileTarget)
+#[cfg(test)]
+pub(crate) mod contract {
+    //! The behaviour every target shares, run against each one.
+    use super::*;
+
+    pub fn payload(name: &str, t: SecretType, pairs: &[(&str, &str)]) -> Payload {
+        Payload {
+            name: name.to_string(),
+            secret_type: t,
+            data: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Zeroizing::new(v.as_bytes().to_vec())))
+                .collect(),
         }
+    }
+
+    fn plain(p: &Payload) -> BTreeMap<String, Vec<u8>> {
+        p.data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_vec()))
+            .collect()
+    }
+
+    /// `name` must not exist in the target yet.
+    pub async fn run(t: &dyn Target, name: &str) {
+        assert!(!t.describe().is_empty());
+        assert_eq!(t.present(name).await.unwrap(), None);
+        t.remove(name)
+            .await
+            .expect("removing what is absent is fine");
+
+        let v1 = payload(
+            name,
+            SecretType::BasicAuth,
+            &[("username", "user-1"), ("password", "pass-1")],
+        );
+        assert!(t.apply(&v1).await.unwrap(), "first write changes");
+        assert_eq!(t.present(name).await.unwrap(), Some(plain(&v1)));
+        assert!(
+            !t.apply(&v1).await.unwrap(),
+            "same content: nothing written"
+        );
+
+        // A key added and one dropped in the same switch.
+        let v2 = payload(
+            name,
+            SecretType::BasicAuth,
+            &[
+                ("username", "user-2"),
+                ("password", "pass-2"),
+                ("ca.crt", "-----BEGIN-----"),
+            ],
+        );
+        assert!(t.apply(&v2).await.unwrap());
+        assert_eq!(t.present(name).await.unwrap(), Some(plain(&v2)));
+        let v3 = payload(
+            name,
+            SecretType::BasicAuth,
+            &[("username", "user-3"), ("password", "pass-3")],
+        );
+        assert!(t.apply(&v3).await.unwrap());
+        assert_eq!(t.present(name).await.unwrap(), Some(plain(&v3)));
+
+        // Refused before anything is written, without the values in the message.
+        let bad = payload(
+            name,
+            SecretType::BasicAuth,
+            &[("username", "user-4-secret")],
+        );
+        let e = t.apply(&bad).await.unwrap_err();
+        assert!(matches!(e, TargetError::Invalid(_)), "{e}");
+        assert!(e.to_string().contains("password") && !e.to_string().contains("user-4-secret"));
+        let bad = payload(name, SecretType::Opaque, &[("..data", "x")]);
+        assert!(matches!(
+            t.apply(&bad).await.unwrap_err(),
+            TargetError::Invalid(_)
+        ));
+        let bad = payload("Not_A_Name", SecretType::Opaque, &[("k", "x")]);
+        assert!(matches!(
+            t.apply(&bad).await.unwrap_err(),
+            TargetError::Invalid(_)
+        ));
+        assert_eq!(t.present(name).await.unwrap(), Some(plain(&v3)));
+
+        t.remove(name).await.unwrap();
+        assert_eq!(t.present(name).await.unwrap(), None);
+        assert!(t.apply(&v1).await.unwrap(), "written again after removal");
+        t.remove(name).await.unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_dns_1123_subdomains() {
+        for ok in ["a", "edp1secrets", "db-creds.v2", "0", &"a".repeat(253)] {
+            assert_eq!(validate_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "A",
+            "a_b",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            "a.",
+            "a/b",
+            "a b",
+            "é",
+            &"a".repeat(254),
+        ] {
+            let e = validate_name(bad).unwrap_err();
+            assert!(!e.is_empty(), "{bad}");
+        }
+        assert!(validate_name("Bad").unwrap_err().contains("DNS-1123"));
+    }
+
+    #[test]
+    fn keys_follow_kubernetes_data_keys_and_reserve_dot_dot() {
+        for ok in [
+            "username",
+            "tls.crt",
+            ".hidden",
+            "a..b",
+            "A_B-c.d",
+            &"k".repeat(253),
+        ] {
+            assert_eq!(validate_key(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "..data",
+            "..data_tmp",
+            "...",
+            "a/b",
+            "/etc",
+            "a b",
+            "ключ",
+            &"k".repeat(254),
+        ] {
+            assert!(validate_key(bad).is_err(), "{bad}");
+        }
+        assert!(validate_key("..data").unwrap_err().contains("reserved"));
+    }
+
+    #[test]
+    fn basic_auth_needs_username_and_password() {
+        let p = contract::payload("x", SecretType::BasicAuth, &[("username", "u")]);
+        let e = p.validate().unwrap_err().to_string();
+        assert!(e.contains("missing: password"), "{e}");
+        let p = contract::payload(
+            "x",
+            SecretType::BasicAuth,
+            &[("username", "u"), ("password", "p")],
+        );
+        assert_eq!(p.validate(), Ok(()));
+        let empty = contract::payload("x", SecretType::Opaque, &[]);
+        assert!(empty.validate().is_err());
+    }
+
+    #[test]
+    fn the_type_serializes_as_kubernetes_names_it() {
+        assert_eq!(
+            serde_json::to_string(&SecretType::BasicAuth).unwrap(),
+            "\"kubernetes.io/basic-auth\""
+        );
+        assert_eq!(
+            serde_json::from_str::<SecretType>("\"Opaque\"").unwrap(),
+            SecretType::Opaque
+        );
+        assert!(
+            serde_json::from_str::<SecretType>("\"kubernetes.io/service-account-token\"").is_err()
+        );
+    }
+
+    #[test]
+    fn debug_and_hash_never_show_values() {
+        let p = contract::payload("x", SecretType::Opaque, &[("k", "hunter2")]);
+        assert!(!format!("{p:?}").contains("hunter2"));
+        let h = content_hash(&p.data);
+        assert!(h.starts_with("sha256:") && h.len() == 7 + 64);
+        let q = contract::payload("x", SecretType::Opaque, &[("kh", "unter2")]);
+        assert_ne!(h, content_hash(&q.data), "key boundaries count");
     }
 }
