@@ -175,10 +175,16 @@ pub struct Engine {
     last_attempt: Option<i64>,
     backoff: Duration,
     rotation: Duration,
+    use_feed: bool,
 }
 
 impl Engine {
-    pub fn new(agent: Agent, shared: Arc<Shared>, rotation: Duration) -> Result<Engine, Error> {
+    pub fn new(
+        agent: Agent,
+        shared: Arc<Shared>,
+        rotation: Duration,
+        use_feed: bool,
+    ) -> Result<Engine, Error> {
         let cache = Cache::load(&agent.dir)?;
         Ok(Engine {
             agent,
@@ -192,6 +198,7 @@ impl Engine {
             last_attempt: None,
             backoff: BACKOFF_MIN,
             rotation,
+            use_feed,
         })
     }
 
@@ -620,7 +627,7 @@ impl Engine {
         let config = self.shared.config();
         self.render_all(&config, None).await;
         let mut cursor: Option<String> = None;
-        let mut feed = true;
+        let mut feed = self.use_feed;
         let mut need_full = true;
         let mut last_full = tokio::time::Instant::now();
         loop {
@@ -668,9 +675,12 @@ impl Engine {
                         cursor = Some(next.to_string());
                     }
                     let entries = b["value"].as_array().cloned().unwrap_or_default();
-                    if !entries.is_empty()
-                        && let Err(e) = self.apply_changes(&entries).await
-                    {
+                    if entries.is_empty() {
+                        // A quiet feed: put back any target someone changed or deleted at the
+                        // edge (from the cache, no vault call).
+                        let config = self.shared.config();
+                        self.render_all(&config, None).await;
+                    } else if let Err(e) = self.apply_changes(&entries).await {
                         self.disconnected(&e);
                         self.refresh_statuses().await;
                         self.pause().await;

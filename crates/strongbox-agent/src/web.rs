@@ -186,6 +186,8 @@ pub struct SyncOptions {
     pub secrets_dir: PathBuf,
     /// Full re-read of every referenced secret (and the poll interval without a change feed).
     pub rotation: Duration,
+    /// Poll only, never the change feed (for uplinks whose proxies cut long requests).
+    pub no_change_feed: bool,
 }
 
 /// Starts the sync engine of an activated device and publishes its local API.
@@ -205,7 +207,8 @@ fn start_sync(
         st.vault_uri.clone(),
         st.vault_name.clone(),
     )?);
-    let engine = crate::sync::Engine::new(agent, shared.clone(), sync.rotation)?;
+    let engine =
+        crate::sync::Engine::new(agent, shared.clone(), sync.rotation, !sync.no_change_feed)?;
     let token = crate::local_api::api_token(data_dir)?;
     let _ = cell.0.set(crate::local_api::Api::new(shared, token));
     tokio::spawn(engine.run());
@@ -213,12 +216,22 @@ fn start_sync(
 }
 
 /// The device identity's tokens for the managed-identity endpoint, once the agent is activated.
-struct DeviceTokens(Arc<Shared>);
+/// Its own copy of the activated device (opened on first use), so token requests never wait
+/// behind a device-secrets sync that holds the page's agent.
+struct DeviceTokens {
+    data_dir: PathBuf,
+    agent: std::sync::OnceLock<crate::Agent>,
+}
 
 #[async_trait::async_trait]
 impl crate::msi::TokenSource for DeviceTokens {
     async fn token_for(&self, scope: &str) -> Result<(String, i64)> {
-        match self.0.agent.lock().await.as_ref() {
+        if self.agent.get().is_none()
+            && let Ok(a) = crate::Agent::open(&self.data_dir)
+        {
+            let _ = self.agent.set(a);
+        }
+        match self.agent.get() {
             Some(agent) => agent.token_for(scope).await,
             None => Err(strongbox_client::Error::Http {
                 status: 400,
@@ -264,7 +277,10 @@ pub async fn run(
     });
     let cell = Arc::new(crate::local_api::ApiCell::default());
     let msi = Arc::new(crate::msi::MsiEndpoint::new(
-        Arc::new(DeviceTokens(shared.clone())),
+        Arc::new(DeviceTokens {
+            data_dir: shared.data_dir.clone(),
+            agent: std::sync::OnceLock::new(),
+        }),
         &challenge_dir,
         Arc::new(strongbox_domain::clock::SystemClock),
     ));

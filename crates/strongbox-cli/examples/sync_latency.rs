@@ -279,7 +279,12 @@ async fn main() {
         .unwrap_or("")
         .to_string();
     println!(
-        "{n} changes, one at a time (release build, SQLite, files target on {})",
+        "{n} changes, one at a time ({} build, SQLite, files target on {})",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
         secrets_dir.display()
     );
     println!("| measure | p50 ms | p99 ms | max ms | p50 ratio to PUT |");

@@ -59,6 +59,9 @@ pub enum AgentCommand {
         /// behind the change feed, and the poll interval when the server has no feed).
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
         rotation_interval: u64,
+        /// Poll the vault every --rotation-interval instead of following its change feed.
+        #[arg(long)]
+        no_change_feed: bool,
         /// Where the managed-identity endpoint writes its Azure Arc challenge files.
         /// azure-identity reads them only from the default directory.
         #[arg(long, default_value = strongbox_agent::msi::DEFAULT_CHALLENGE_DIR)]
@@ -120,6 +123,7 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
             poll_interval,
             secrets_dir,
             rotation_interval,
+            no_change_feed,
             msi_challenge_dir,
         } => {
             let ca = read_ca(server_ca)?;
@@ -129,6 +133,7 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
                     None => std::path::absolute(data_dir.join("secrets"))?,
                 },
                 rotation: Duration::from_secs(rotation_interval),
+                no_change_feed,
             };
             strongbox_agent::web::run(
                 data_dir,

@@ -63,12 +63,18 @@ struct Edge {
     ca: String,
     agent: Option<Kill>,
     agent_port: u16,
+    /// Extra `agent run` arguments.
+    extra: Vec<String>,
 }
 
 impl Edge {
     /// Device create → activation key → agent activate; the admin may get/list/set in the
     /// device's vault (as a user of "create new secret" needs).
     async fn new(server: &Server, root: &Path) -> Edge {
+        Edge::with(server, root, &[]).await
+    }
+
+    async fn with(server: &Server, root: &Path, extra: &[&str]) -> Edge {
         let creds = root.join("server/dev-credentials.json");
         let ca = server.creds["ca_cert"].as_str().unwrap().to_string();
         let agent_dir = root.join("agent");
@@ -116,6 +122,7 @@ impl Edge {
             ca,
             agent: None,
             agent_port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         e.start_agent().await;
         e
@@ -134,7 +141,14 @@ impl Edge {
             .args(["--port", &self.agent_port.to_string()])
             .arg("--secrets-dir")
             .arg(&self.secrets_dir)
-            .args(["--rotation-interval", "3", "--poll-interval", "300"])
+            .args(["--poll-interval", "300"])
+            .arg("--msi-challenge-dir")
+            .arg(self.agent_dir.join("msi"))
+            .args(if self.extra.is_empty() {
+                vec!["--rotation-interval".to_string(), "3".to_string()]
+            } else {
+                self.extra.clone()
+            })
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -189,6 +203,44 @@ impl Edge {
                 "{synced}/{key}: waited {secs} s for {want:?}, have {got:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A token from the agent's managed-identity endpoint, the Azure Arc way: challenge, read
+    /// the file, answer with its contents.
+    async fn msi_token(&self, resource: &str) -> Result<String, String> {
+        let http = reqwest::Client::new();
+        let url = format!(
+            "http://127.0.0.1:{}/metadata/identity/oauth2/token?api-version=2020-06-01&resource={resource}",
+            self.agent_port
+        );
+        let r = http
+            .get(&url)
+            .header("Metadata", "true")
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status().as_u16() != 401 {
+            return Err(format!("no challenge: {}", r.status()));
+        }
+        let realm = r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let file = realm.strip_prefix("Basic realm=").unwrap();
+        let secret = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
+        let r = http
+            .get(&url)
+            .header("Metadata", "true")
+            .header("Authorization", format!("Basic {secret}"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        match v["access_token"].as_str() {
+            Some(t) if status == 200 => Ok(t.to_string()),
+            _ => Err(format!("{status}: {v}")),
         }
     }
 
@@ -465,6 +517,50 @@ async fn synced_secrets_follow_the_vault_and_refuse_what_the_edge_must_refuse() 
         "{v}"
     );
 
+    // A disabled source: removed by default, kept with --keep-last-known.
+    set_secret(&e.creds, &e.vault, "api-key", "key-one");
+    e.edge_ok(&[
+        "synced-secret",
+        "add-from-vault",
+        "-n",
+        "dropped",
+        "--secret",
+        "key=api-key",
+    ]);
+    e.edge_ok(&[
+        "synced-secret",
+        "add-from-vault",
+        "-n",
+        "kept",
+        "--secret",
+        "key=api-key",
+        "--keep-last-known",
+    ]);
+    ok(
+        &[
+            "secret",
+            "set-attributes",
+            "--vault",
+            &e.vault,
+            "-n",
+            "api-key",
+            "--enabled",
+            "false",
+        ],
+        &e.creds,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while e.secrets_dir.join("dropped").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the disabled source stayed at the edge"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(e.file("kept", "key").as_deref(), Some("key-one"));
+    let v = e.show("kept");
+    assert_eq!(v["status"]["items"][0]["state"], "Disabled", "{v}");
+
     // The local API wants its token; metrics are there.
     let r = reqwest::get(format!(
         "http://127.0.0.1:{}/api/synced-secrets",
@@ -541,6 +637,8 @@ async fn the_edge_serves_through_an_outage_and_converges_after_it() {
         "password=db-pass",
     ]);
     assert_eq!(e.file("db", "password").as_deref(), Some("before-outage"));
+    let resource = format!("https://vault.localhost:{}", server.port);
+    e.msi_token(&resource).await.unwrap();
 
     // Uplink cut.
     server.stop();
@@ -556,6 +654,10 @@ async fn the_edge_serves_through_an_outage_and_converges_after_it() {
         // Workloads keep reading the edge copy, every read whole and current.
         assert_eq!(e.file("db", "password").as_deref(), Some("before-outage"));
         reads += 1;
+        if reads == 1 {
+            // Local workloads still get a (cached) token from the agent.
+            e.msi_token(&resource).await.unwrap();
+        }
         if !restarted && started.elapsed() > outage() / 3 {
             // The agent restarts without uplink, on a wiped (tmpfs-like) secrets dir: the
             // target comes back from the sealed cache before any network call.
@@ -609,6 +711,41 @@ async fn the_edge_serves_through_an_outage_and_converges_after_it() {
         );
     }
     drop(server);
+}
+
+#[tokio::test]
+async fn without_the_change_feed_the_agent_polls_at_its_rotation_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), &[]).await;
+    let e = Edge::with(
+        &server,
+        dir.path(),
+        &["--no-change-feed", "--rotation-interval", "2"],
+    )
+    .await;
+    set_secret(&e.creds, &e.vault, "poll-me", "first");
+    e.edge_ok(&[
+        "synced-secret",
+        "add-from-vault",
+        "-n",
+        "polled",
+        "--secret",
+        "v=poll-me",
+    ]);
+    assert_eq!(e.file("polled", "v").as_deref(), Some("first"));
+    set_secret(&e.creds, &e.vault, "poll-me", "second");
+    e.wait_file("polled", "v", Some("second"), 10).await;
+    // Polled, not followed: no feed latency was observed.
+    let m = e.metrics().await;
+    assert_eq!(
+        metric(&m, "strongbox_agent_sync_latency_seconds_count"),
+        0.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "strongbox_agent_target_writes_total") >= 2.0,
+        "{m}"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
