@@ -382,6 +382,24 @@ fn endpoint_cols() -> Vec<Col<'static>> {
     ]
 }
 
+/// `GET /api/{collection}` as a table (or JSON).
+async fn list(g: &Global, a: &AgentDir, collection: &str, cols: &[Col<'_>]) -> anyhow::Result<()> {
+    let v = AgentApi::open(a)?
+        .call(reqwest::Method::GET, &format!("/api/{collection}"), None)
+        .await?;
+    let items = v["value"].as_array().cloned().unwrap_or_default();
+    output::items(g.output, cols, &items);
+    Ok(())
+}
+
+async fn show(g: &Global, a: &AgentDir, path: &str, cols: &[Col<'_>]) -> anyhow::Result<()> {
+    let v = AgentApi::open(a)?
+        .call(reqwest::Method::GET, &format!("/api/{path}"), None)
+        .await?;
+    output::one(g.output, cols, &v);
+    Ok(())
+}
+
 async fn put_synced(api: &AgentApi, name: &str, body: Value, wait: u64) -> anyhow::Result<Value> {
     let v = api
         .call(
@@ -514,24 +532,9 @@ pub async fn synced(g: &Global, command: SyncedSecretCommand) -> anyhow::Result<
             let v = put_synced(&api, &name, body, wait).await?;
             output::one(g.output, &synced_cols(), &v);
         }
-        SyncedSecretCommand::List { a } => {
-            let api = AgentApi::open(&a)?;
-            let v = api
-                .call(reqwest::Method::GET, "/api/synced-secrets", None)
-                .await?;
-            let items = v["value"].as_array().cloned().unwrap_or_default();
-            output::items(g.output, &synced_cols(), &items);
-        }
+        SyncedSecretCommand::List { a } => list(g, &a, "synced-secrets", &synced_cols()).await?,
         SyncedSecretCommand::Show { a, name } => {
-            let api = AgentApi::open(&a)?;
-            let v = api
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/api/synced-secrets/{name}"),
-                    None,
-                )
-                .await?;
-            output::one(g.output, &synced_cols(), &v);
+            show(g, &a, &format!("synced-secrets/{name}"), &synced_cols()).await?
         }
         SyncedSecretCommand::Delete { a, name, force } => {
             let api = AgentApi::open(&a)?;
@@ -598,24 +601,9 @@ pub async fn endpoint(g: &Global, command: EndpointCommand) -> anyhow::Result<Ex
                 .await?;
             output::one(g.output, &endpoint_cols(), &v);
         }
-        EndpointCommand::List { a } => {
-            let api = AgentApi::open(&a)?;
-            let v = api
-                .call(reqwest::Method::GET, "/api/endpoints", None)
-                .await?;
-            let items = v["value"].as_array().cloned().unwrap_or_default();
-            output::items(g.output, &endpoint_cols(), &items);
-        }
+        EndpointCommand::List { a } => list(g, &a, "endpoints", &endpoint_cols()).await?,
         EndpointCommand::Show { a, name } => {
-            let api = AgentApi::open(&a)?;
-            let v = api
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/api/endpoints/{name}"),
-                    None,
-                )
-                .await?;
-            output::one(g.output, &endpoint_cols(), &v);
+            show(g, &a, &format!("endpoints/{name}"), &endpoint_cols()).await?
         }
         EndpointCommand::Delete { a, name } => {
             let api = AgentApi::open(&a)?;

@@ -459,8 +459,15 @@ fn remove_blocking(root: &Path, name: &str) -> Result<(), TargetError> {
     match inspect(&dir)? {
         Dir::Absent => Ok(()),
         Dir::Ours(_) => {
-            fs::remove_dir_all(&dir).map_err(|e| io_err("removing", &dir, e))?;
-            fsync_dir(root)
+            // One rename takes the whole dir away at once (a reader never sees half of it);
+            // the hidden copy is deleted after.
+            let trash = root.join(format!(
+                "..{name}.removed.{}",
+                strongbox_crypto::random_hex_id()
+            ));
+            fs::rename(&dir, &trash).map_err(|e| io_err("removing", &dir, e))?;
+            fsync_dir(root)?;
+            fs::remove_dir_all(&trash).map_err(|e| io_err("removing", &trash, e))
         }
     }
 }

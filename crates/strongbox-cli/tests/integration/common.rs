@@ -198,3 +198,34 @@ pub fn uuid_like() -> String {
     aws_lc_rs::rand::fill(&mut b).unwrap();
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// Kills and reaps a child process (an agent) when dropped.
+pub struct Kill(pub Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the CLI with `--credentials creds` and `stdin`; returns (exit code, stdout, stderr).
+pub fn cli_with(args: &[&str], creds: &Path, stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--credentials")
+        .arg(creds)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

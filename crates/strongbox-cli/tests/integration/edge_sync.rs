@@ -4,55 +4,21 @@
 //! uplink outage (the agent restarted meanwhile renders from its sealed cache), converging when
 //! the server is back.
 
+use crate::cli_support::oid_of;
 use crate::common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Kill(std::process::Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn run(args: &[&str], creds: &Path, stdin: &str) -> (i32, String, String) {
-    let mut c = Command::new(BIN);
-    c.args(args).arg("--credentials").arg(creds);
-    c.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    {
-        use std::io::Write;
-        let mut i = child.stdin.take().unwrap();
-        let _ = i.write_all(stdin.as_bytes());
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    cli_with(args, creds, stdin)
 }
 
 fn ok(args: &[&str], creds: &Path) -> String {
     let (code, out, err) = run(args, creds, "");
     assert_eq!(code, 0, "{args:?}: {err}");
     out
-}
-
-fn oid_of(token: &str) -> String {
-    use base64::Engine;
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(token.split('.').nth(1).unwrap())
-            .unwrap(),
-    )
-    .unwrap();
-    claims["oid"].as_str().unwrap().to_string()
 }
 
 struct Edge {
