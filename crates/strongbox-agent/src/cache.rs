@@ -61,6 +61,10 @@ pub fn key(name: &str, version: Option<&str>) -> String {
 #[derive(Default, Serialize, Deserialize)]
 pub struct Cache {
     entries: BTreeMap<String, Entry>,
+    /// Synced secrets written to a target, with where: kept here so that one deleted while
+    /// the agent was stopped still has its target removed at the next start.
+    #[serde(default)]
+    pub rendered: BTreeMap<String, crate::edge::TargetSpec>,
 }
 
 /// Whether `put` took the new entry.

@@ -295,6 +295,12 @@ impl SyncedSecret {
                     "a files target dir must be an absolute path",
                 ));
             }
+            TargetSpec::Kubernetes { .. } if self.name.len() > 63 => {
+                return Err(EdgeError::bad(
+                    "InvalidName",
+                    "a synced secret delivered to Kubernetes has a name of at most 63 characters (it is also a label value)",
+                ));
+            }
             TargetSpec::Kubernetes { namespace } => {
                 validate_name(namespace)
                     .ok()

@@ -85,8 +85,9 @@ impl Api {
         }
     }
 
-    /// Appends an edge operation to the hash-chained local audit log.
-    fn record(&self, operation: &str, target: &str, properties: Value) {
+    /// Appends an edge operation to the hash-chained local audit log, durably, before the
+    /// operation takes effect: an operation that cannot be recorded does not happen.
+    fn record(&self, operation: &str, target: &str, properties: Value) -> Result<(), EdgeError> {
         let _guard = self.audit.lock().expect("audit lock");
         let path = self.shared.data_dir.join(AUDIT_FILE);
         let prev = std::fs::read_to_string(&path)
@@ -108,9 +109,14 @@ impl Api {
                 writeln!(f, "{rec}")?;
                 f.sync_all()
             });
-        if let Err(e) = r {
-            eprintln!("warning: writing {}: {e}", path.display());
-        }
+        r.map_err(|e| EdgeError {
+            status: 500,
+            code: "AuditWriteFailed",
+            message: format!(
+                "the edge audit log {} could not be written ({e}); nothing was changed",
+                path.display()
+            ),
+        })
     }
 
     fn synced_view(&self, s: &SyncedSecret) -> Value {
@@ -170,7 +176,9 @@ async fn info(State(cell): S, headers: HeaderMap) -> Response {
         Err(e) => return error(e),
     };
     axum::Json(json!({"vaultName": api.shared.vault_name, "vaultUri": api.shared.vault_uri,
-        "secretsDir": api.shared.secrets_dir, "uplinkDownSince": *api.shared.uplink_down_since.lock().expect("uplink lock")}))
+        "secretsDir": api.shared.secrets_dir, "uplinkDownSince": *api.shared.uplink_down_since.lock().expect("uplink lock"),
+        "changeFeed": api.shared.feed_active.load(std::sync::atomic::Ordering::Relaxed),
+        "accessError": *api.shared.access_error.lock().expect("access lock")}))
     .into_response()
 }
 
@@ -261,6 +269,17 @@ async fn put_synced(
             )
                 .into_response();
         }
+        if let Err(e) = api.record(
+            if created {
+                "SyncedSecretCreate"
+            } else {
+                "SyncedSecretUpdate"
+            },
+            &name,
+            json!({"references": s.references, "target": s.target}),
+        ) {
+            return error(e);
+        }
         let mut next = config.clone();
         next.synced_secrets.insert(name.clone(), s.clone());
         if let Err(e) = next.save(&api.shared.data_dir) {
@@ -273,15 +292,6 @@ async fn put_synced(
         *config = next;
         created
     };
-    api.record(
-        if created {
-            "SyncedSecretCreate"
-        } else {
-            "SyncedSecretUpdate"
-        },
-        &name,
-        json!({"references": s.references, "target": s.target}),
-    );
     api.shared.wake.notify_one();
     let status = if created {
         StatusCode::CREATED
@@ -314,7 +324,7 @@ async fn delete_synced(
             "the only query parameter is force=true|false",
         ));
     };
-    let (removed, users) = {
+    let (removed, _users) = {
         let mut config = api.shared.config.write().expect("config lock");
         let Some(s) = config.synced_secrets.get(&name).cloned() else {
             return error(EdgeError::not_found("synced secret", &name));
@@ -328,6 +338,17 @@ async fn delete_synced(
                     users.join(", ")
                 ),
             ));
+        }
+        if let Err(e) = api.record(
+            if users.is_empty() {
+                "SyncedSecretDelete"
+            } else {
+                "SyncedSecretForcedDelete"
+            },
+            &name,
+            json!({"endpointsLeftInError": users, "references": s.references}),
+        ) {
+            return error(e);
         }
         let mut next = config.clone();
         next.synced_secrets.remove(&name);
@@ -346,15 +367,6 @@ async fn delete_synced(
         Ok(t) => t.remove(&name).await.map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };
-    api.record(
-        if users.is_empty() {
-            "SyncedSecretDelete"
-        } else {
-            "SyncedSecretForcedDelete"
-        },
-        &name,
-        json!({"endpointsLeftInError": users, "references": removed.references}),
-    );
     api.shared.wake.notify_one();
     match target_result {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -428,6 +440,17 @@ async fn put_endpoint(
             return error(err);
         }
         let created = !config.endpoints.contains_key(&name);
+        if let Err(err) = api.record(
+            if created {
+                "EndpointCreate"
+            } else {
+                "EndpointUpdate"
+            },
+            &name,
+            json!({"authentication": e.authentication}),
+        ) {
+            return error(err);
+        }
         let mut next = config.clone();
         next.endpoints.insert(name.clone(), e.clone());
         if let Err(err) = next.save(&api.shared.data_dir) {
@@ -440,15 +463,6 @@ async fn put_endpoint(
         *config = next;
         created
     };
-    api.record(
-        if created {
-            "EndpointCreate"
-        } else {
-            "EndpointUpdate"
-        },
-        &name,
-        json!({"authentication": e.authentication}),
-    );
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -467,6 +481,9 @@ async fn delete_endpoint(State(cell): S, headers: HeaderMap, Path(name): Path<St
         if !config.endpoints.contains_key(&name) {
             return error(EdgeError::not_found("endpoint", &name));
         }
+        if let Err(e) = api.record("EndpointDelete", &name, json!({})) {
+            return error(e);
+        }
         let mut next = config.clone();
         next.endpoints.remove(&name);
         if let Err(err) = next.save(&api.shared.data_dir) {
@@ -478,7 +495,6 @@ async fn delete_endpoint(State(cell): S, headers: HeaderMap, Path(name): Path<St
         }
         *config = next;
     }
-    api.record("EndpointDelete", &name, json!({}));
     StatusCode::NO_CONTENT.into_response()
 }
 

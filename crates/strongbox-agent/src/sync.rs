@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use strongbox_client::{Error, secrets};
@@ -71,7 +72,13 @@ pub struct Shared {
     pub wake: Notify,
     /// Since when the vault has been unreachable.
     pub uplink_down_since: Mutex<Option<i64>>,
+    /// Why the device cannot use the vault at all (sign-in refused, vault gone), until a
+    /// round works again.
+    pub access_error: Mutex<Option<String>>,
+    /// Following the change feed (false: polling every rotation interval).
+    pub feed_active: AtomicBool,
     targets: Mutex<HashMap<String, Arc<dyn Target>>>,
+    files: FileOptions,
 }
 
 impl Shared {
@@ -80,6 +87,7 @@ impl Shared {
         secrets_dir: PathBuf,
         vault_uri: String,
         vault_name: String,
+        files: FileOptions,
     ) -> Result<Shared, Error> {
         let config = EdgeConfig::load(&data_dir)?;
         Ok(Shared {
@@ -92,7 +100,10 @@ impl Shared {
             metrics: Metrics::default(),
             wake: Notify::new(),
             uplink_down_since: Mutex::new(None),
+            access_error: Mutex::new(None),
+            feed_active: AtomicBool::new(false),
             targets: Mutex::new(HashMap::new()),
+            files,
         })
     }
 
@@ -109,7 +120,7 @@ impl Shared {
         let t: Arc<dyn Target> = match spec {
             TargetSpec::Files { dir } => Arc::new(FileTarget::new(
                 dir.clone().unwrap_or_else(|| self.secrets_dir.clone()),
-                FileOptions::default(),
+                self.files.clone(),
             )),
             TargetSpec::Kubernetes { namespace } => Arc::new(
                 KubernetesTarget::from_env(Some(namespace))
@@ -139,9 +150,14 @@ enum FetchError {
 }
 
 fn classify(e: Error) -> FetchError {
+    if let Error::Auth { code, .. } = &e {
+        // The token service refused the device (identity disabled or deleted).
+        return FetchError::Access(format!("AccessLost: the device cannot sign in ({code})"));
+    }
     match e.status() {
         Some(401 | 403) => FetchError::Access(format!("AccessLost: {}", e.code())),
         Some(404) if e.code() == "VaultNotFound" => FetchError::Access("VaultNotFound".into()),
+        Some(400) => FetchError::Access(format!("Refused: {}", e.code())),
         _ => FetchError::Transient(e.to_string()),
     }
 }
@@ -165,8 +181,6 @@ pub struct Engine {
     shared: Arc<Shared>,
     cache: Cache,
     tokens: TokenCache,
-    /// Synced secrets rendered last time, with their target spec (to remove what was dropped).
-    rendered: BTreeMap<String, TargetSpec>,
     /// The last failure per synced secret that is not about the uplink.
     errors: BTreeMap<String, String>,
     /// References the vault refused (access lost), by cache key, until a read works again.
@@ -191,7 +205,6 @@ impl Engine {
             shared,
             cache,
             tokens: TokenCache { token: None },
-            rendered: BTreeMap::new(),
             errors: BTreeMap::new(),
             refused: BTreeMap::new(),
             last_success: None,
@@ -268,7 +281,7 @@ impl Engine {
         let r = self
             .vault_call(secrets::get(&self.shared.vault_uri, name, version))
             .await
-            .map_err(|e| FetchError::Transient(e.to_string()))?;
+            .map_err(classify)?;
         let at = now();
         match r {
             (200, Some(b)) => {
@@ -288,21 +301,12 @@ impl Engine {
                 };
                 Ok(self.cache.put(key, e, force))
             }
-            (404, b) => {
-                let e = strongbox_client::http_error(404, b.as_ref());
-                if e.code() == "VaultNotFound" {
-                    return Err(FetchError::Access("VaultNotFound".into()));
-                }
+            // Only the vault's own answers are authoritative: a proxy's bare 404 is not a delete.
+            (404, Some(b)) if b["error"]["code"] == "SecretNotFound" => {
                 Ok(self.cache.mark(key, SourceState::Deleted, at))
             }
-            (403, b) => {
-                let e = strongbox_client::http_error(403, b.as_ref());
-                if e.code() == "SecretDisabled"
-                    || e.code() == "Forbidden" && e.to_string().contains("disabled")
-                {
-                    return Ok(self.cache.mark(key, SourceState::Disabled, at));
-                }
-                Err(classify(e))
+            (403, Some(b)) if b["error"]["innererror"]["code"] == "SecretDisabled" => {
+                Ok(self.cache.mark(key, SourceState::Disabled, at))
             }
             (s, b) => Err(classify(strongbox_client::http_error(s, b.as_ref()))),
         }
@@ -325,12 +329,14 @@ impl Engine {
         let refs = Self::references(&config);
         let mut changed = false;
         for (name, version) in &refs {
-            match self.fetch(name, version.as_deref(), false).await {
+            // One sequential reader: what a full read returns is the vault's state now, even
+            // an older version brought back by a restore the feed did not show.
+            match self.fetch(name, version.as_deref(), true).await {
                 Ok(p) => changed |= p == Put::Changed,
                 Err(FetchError::Access(_)) => {}
                 Err(FetchError::Transient(m)) => {
                     if changed {
-                        self.save_cache();
+                        self.save_cache()?;
                     }
                     return Err(m);
                 }
@@ -343,18 +349,20 @@ impl Engine {
         changed |= self.cache.retain(&keep);
         self.refused.retain(|k, _| keep.contains(k));
         if changed {
-            self.save_cache();
+            self.save_cache()?;
         }
         self.connected();
         self.render_all(&config, None).await;
         Ok(())
     }
 
-    fn save_cache(&mut self) {
-        if let Err(e) = self.cache.save(&self.agent.dir) {
-            eprintln!("warning: saving the edge cache failed: {e}");
+    /// Persists the cache; values that are not persisted are not rendered (after a reboot the
+    /// cache would otherwise put older values back over them).
+    fn save_cache(&mut self) -> Result<(), String> {
+        self.cache.save(&self.agent.dir).map_err(|e| {
             self.count_failure("CacheWrite");
-        }
+            format!("saving the edge cache failed: {e}")
+        })
     }
 
     fn count_failure(&self, reason: &str) {
@@ -373,6 +381,7 @@ impl Engine {
         self.last_attempt = Some(t);
         self.backoff = BACKOFF_MIN;
         *self.shared.uplink_down_since.lock().expect("uplink lock") = None;
+        *self.shared.access_error.lock().expect("access lock") = None;
         self.shared.metrics.stale_seconds.set(0.0);
     }
 
@@ -403,6 +412,7 @@ impl Engine {
         // Synced secrets deleted from the config (the API removes their targets too; this
         // covers an edit of edge.json while the agent was stopped).
         let gone: Vec<(String, TargetSpec)> = self
+            .cache
             .rendered
             .iter()
             .filter(|(n, spec)| {
@@ -413,14 +423,20 @@ impl Engine {
             })
             .map(|(n, s)| (n.clone(), s.clone()))
             .collect();
+        let before = self.cache.rendered.clone();
         for (name, spec) in gone {
-            if let Ok(t) = self.shared.target(&spec).await
-                && let Err(e) = t.remove(&name).await
-            {
-                eprintln!("warning: removing the target of {name}: {e}");
+            let removed = match self.shared.target(&spec).await {
+                Ok(t) => t.remove(&name).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            match removed {
+                Ok(()) => {
+                    self.cache.rendered.remove(&name);
+                    self.errors.remove(&name);
+                }
+                // Kept, so the next round tries again.
+                Err(e) => eprintln!("warning: removing the target of {name}: {e}"),
             }
-            self.rendered.remove(&name);
-            self.errors.remove(&name);
         }
         let mut statuses = BTreeMap::new();
         for s in config.synced_secrets.values() {
@@ -475,6 +491,11 @@ impl Engine {
                 .set((now() - oldest).max(0) as f64);
         }
         *self.shared.status.lock().expect("status lock") = statuses;
+        if self.cache.rendered != before
+            && let Err(e) = self.save_cache()
+        {
+            eprintln!("warning: {e}");
+        }
     }
 
     /// Writes one synced secret's target if its content changed. All keys switch together;
@@ -508,6 +529,16 @@ impl Engine {
             self.errors.remove(&s.name);
             return Ok(false);
         }
+        // A type's required key gone at the source (basic-auth without its password): the
+        // target goes as a whole rather than keep the deleted value.
+        if !s
+            .secret_type
+            .required_keys()
+            .iter()
+            .all(|k| data.contains_key(*k))
+        {
+            data.clear();
+        }
         let result = if data.is_empty() {
             target.remove(&s.name).await.map(|_| true)
         } else {
@@ -522,7 +553,7 @@ impl Engine {
         match result {
             Ok(changed) => {
                 self.errors.remove(&s.name);
-                self.rendered.insert(s.name.clone(), s.target.clone());
+                self.cache.rendered.insert(s.name.clone(), s.target.clone());
                 Ok(changed)
             }
             Err(e) => Err(format!("TargetError: {e}")),
@@ -565,6 +596,15 @@ impl Engine {
         if let Some(e) = self.errors.get(&s.name) {
             reasons.push(e.clone());
         }
+        if let Some(e) = self
+            .shared
+            .access_error
+            .lock()
+            .expect("access lock")
+            .clone()
+        {
+            reasons.push(e);
+        }
         let down = *self.shared.uplink_down_since.lock().expect("uplink lock");
         let (state, since, reason) = if !reasons.is_empty() {
             ("Error", None, Some(reasons.join("; ")))
@@ -597,19 +637,41 @@ impl Engine {
     }
 
     /// The feed's current position, `None` when the server has no feed (poll instead).
-    async fn head(&mut self) -> Result<Option<String>, String> {
+    async fn head(&mut self) -> Result<Option<String>, FetchError> {
         match self
             .vault_call(secrets::changes(&self.shared.vault_uri, None, 0, None))
             .await
         {
             Ok((200, Some(b))) => Ok(b["cursor"].as_str().map(String::from)),
+            Ok((404, Some(b))) if b["error"]["code"] == "VaultNotFound" => {
+                Err(FetchError::Access("VaultNotFound".into()))
+            }
             Ok((404 | 400 | 405 | 501, _)) => Ok(None),
-            Ok((s, b)) => Err(strongbox_client::http_error(s, b.as_ref()).to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok((s, b)) => Err(classify(strongbox_client::http_error(s, b.as_ref()))),
+            Err(e) => Err(classify(e)),
         }
     }
 
-    async fn pause(&mut self) {
+    /// A failed round: Access errors are reported per synced secret (never as an outage),
+    /// anything else marks the uplink down. Targets are re-rendered from the cache either way
+    /// (a target deleted at the edge comes back while offline). `true` when woken by a config
+    /// change during the backoff.
+    async fn failed(&mut self, e: FetchError) -> bool {
+        match e {
+            FetchError::Access(m) => {
+                self.count_failure("AccessLost");
+                *self.shared.access_error.lock().expect("access lock") = Some(m);
+                self.last_attempt = Some(now());
+            }
+            FetchError::Transient(m) => self.disconnected(&m),
+        }
+        let config = self.shared.config();
+        self.render_all(&config, None).await;
+        self.pause().await
+    }
+
+    /// Waits out the backoff; `true` when woken early (config changed: re-read everything).
+    async fn pause(&mut self) -> bool {
         let jitter = u64::from(strongbox_crypto::random_bytes::<1>()[0])
             * self.backoff.as_millis() as u64
             / 512;
@@ -617,8 +679,8 @@ impl Engine {
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         let shared = self.shared.clone();
         tokio::select! {
-            _ = tokio::time::sleep(d) => {}
-            _ = shared.wake.notified() => {}
+            _ = tokio::time::sleep(d) => false,
+            _ = shared.wake.notified() => true,
         }
     }
 
@@ -631,32 +693,36 @@ impl Engine {
         let mut need_full = true;
         let mut last_full = tokio::time::Instant::now();
         loop {
+            let rotation_due = last_full.elapsed() >= self.rotation;
+            // A feed found missing is tried again at every rotation (a proxy's or a
+            // recovering vault's answer must not switch it off for good).
+            if self.use_feed && !feed && rotation_due {
+                feed = true;
+            }
+            self.shared.feed_active.store(feed, Ordering::Relaxed);
             if feed && cursor.is_none() {
                 match self.head().await {
                     Ok(Some(c)) => cursor = Some(c),
                     Ok(None) => feed = false,
                     Err(e) => {
-                        self.disconnected(&e);
-                        self.refresh_statuses().await;
-                        self.pause().await;
+                        need_full |= self.failed(e).await;
                         continue;
                     }
                 }
             }
-            if need_full || last_full.elapsed() >= self.rotation {
+            if need_full || rotation_due {
                 if let Err(e) = self.full_sync().await {
-                    self.disconnected(&e);
-                    self.refresh_statuses().await;
-                    self.pause().await;
+                    need_full |= self.failed(FetchError::Transient(e)).await;
                     continue;
                 }
                 need_full = false;
                 last_full = tokio::time::Instant::now();
             }
             if !feed {
+                let shared = self.shared.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(self.rotation) => {}
-                    _ = self.shared.wake.notified() => {}
+                    _ = shared.wake.notified() => {}
                 }
                 need_full = true;
                 continue;
@@ -671,19 +737,24 @@ impl Engine {
             match r {
                 None => need_full = true,
                 Some(Ok((200, Some(b)))) => {
-                    if let Some(next) = b["cursor"].as_str() {
-                        cursor = Some(next.to_string());
-                    }
                     let entries = b["value"].as_array().cloned().unwrap_or_default();
-                    if entries.is_empty() {
+                    let result = if entries.is_empty() {
                         // A quiet feed: put back any target someone changed or deleted at the
                         // edge (from the cache, no vault call).
                         let config = self.shared.config();
                         self.render_all(&config, None).await;
-                    } else if let Err(e) = self.apply_changes(&entries).await {
-                        self.disconnected(&e);
-                        self.refresh_statuses().await;
-                        self.pause().await;
+                        Ok(())
+                    } else {
+                        self.apply_changes(&entries).await
+                    };
+                    match result {
+                        // The cursor moves only past changes that were applied.
+                        Ok(()) => {
+                            if let Some(next) = b["cursor"].as_str() {
+                                cursor = Some(next.to_string());
+                            }
+                        }
+                        Err(e) => need_full |= self.failed(FetchError::Transient(e)).await,
                     }
                 }
                 Some(Ok((410, _))) => {
@@ -691,32 +762,28 @@ impl Engine {
                     cursor = None;
                     need_full = true;
                 }
-                Some(Ok((404 | 400 | 405 | 501, _))) => feed = false,
+                Some(Ok((404, Some(b)))) if b["error"]["code"] == "VaultNotFound" => {
+                    need_full |= self
+                        .failed(FetchError::Access("VaultNotFound".into()))
+                        .await;
+                }
+                Some(Ok((404 | 400 | 405 | 501, _))) => {
+                    feed = false;
+                    cursor = None;
+                }
                 Some(Ok((s, b))) => {
-                    let e = strongbox_client::http_error(s, b.as_ref());
-                    if matches!(s, 401 | 403) {
-                        self.count_failure("AccessLost");
-                        need_full = true; // the fetches report the refusal per synced secret
-                    } else {
-                        self.disconnected(&e.to_string());
-                        self.refresh_statuses().await;
+                    let e = classify(strongbox_client::http_error(s, b.as_ref()));
+                    if matches!(e, FetchError::Access(_)) {
+                        need_full = true; // the fetches say which synced secrets lost access
                     }
-                    self.pause().await;
+                    need_full |= self.failed(e).await;
                 }
                 Some(Err(e)) => {
-                    self.disconnected(&e.to_string());
-                    self.refresh_statuses().await;
-                    self.pause().await;
                     // Changes made meanwhile are still behind the cursor: nothing is missed.
+                    need_full |= self.failed(classify(e)).await;
                 }
             }
         }
-    }
-
-    async fn refresh_statuses(&mut self) {
-        let config = self.shared.config();
-        let keys = BTreeSet::new();
-        self.render_all(&config, Some((0, &keys))).await;
     }
 
     /// Fetches what the feed entries announce and re-renders the synced secrets they touch.
@@ -747,7 +814,7 @@ impl Engine {
                     Err(FetchError::Access(_)) => {}
                     Err(FetchError::Transient(m)) => {
                         if changed {
-                            self.save_cache();
+                            self.save_cache()?;
                         }
                         return Err(m);
                     }
@@ -756,7 +823,7 @@ impl Engine {
             }
         }
         if changed {
-            self.save_cache();
+            self.save_cache()?;
         }
         self.connected();
         let at = if first_ms == i64::MAX {

@@ -27,6 +27,9 @@ struct Shared {
     agent: Mutex<Option<Agent>>,
     tokens: std::sync::Mutex<VecDeque<String>>,
     last: std::sync::Mutex<String>,
+    /// The sync engine's API once running, and how to start it.
+    cell: Arc<crate::local_api::ApiCell>,
+    sync: SyncOptions,
 }
 
 fn escape(s: &str) -> String {
@@ -54,6 +57,31 @@ fn page(status: StatusCode, body: &str) -> Response {
         Html(html),
     )
         .into_response()
+}
+
+/// Every route answers only requests addressed to this loopback port by IP or `localhost`:
+/// a web page that rebinds its own name to 127.0.0.1 (DNS rebinding) gets nothing.
+async fn loopback_only(
+    State(s): State<Arc<Shared>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let ok = [
+        format!("127.0.0.1:{}", s.port),
+        format!("localhost:{}", s.port),
+        format!("[::1]:{}", s.port),
+    ]
+    .iter()
+    .any(|h| h == host);
+    if !ok {
+        return (StatusCode::MISDIRECTED_REQUEST, "wrong host\n").into_response();
+    }
+    next.run(req).await
 }
 
 /// Only this page's own origin may talk to it.
@@ -149,6 +177,9 @@ async fn activate(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
                 Err(e) => format!("device secrets not synced yet: {e}"),
             };
             println!("activated device {name}; {synced}");
+            if let Err(e) = start_sync(&s.data_dir, &s.sync, &s.cell) {
+                eprintln!("warning: the sync engine did not start: {e}");
+            }
             if let Ok(mut l) = s.last.lock() {
                 *l = synced.clone();
             }
@@ -188,6 +219,8 @@ pub struct SyncOptions {
     pub rotation: Duration,
     /// Poll only, never the change feed (for uplinks whose proxies cut long requests).
     pub no_change_feed: bool,
+    /// Modes and group of files targets.
+    pub files: crate::targets::files::FileOptions,
 }
 
 /// Starts the sync engine of an activated device and publishes its local API.
@@ -206,6 +239,7 @@ fn start_sync(
         sync.secrets_dir.clone(),
         st.vault_uri.clone(),
         st.vault_name.clone(),
+        sync.files.clone(),
     )?);
     let engine =
         crate::sync::Engine::new(agent, shared.clone(), sync.rotation, !sync.no_change_feed)?;
@@ -274,8 +308,10 @@ pub async fn run(
         agent: Mutex::new(agent),
         tokens: std::sync::Mutex::new(VecDeque::new()),
         last: std::sync::Mutex::new(String::new()),
+        cell: Arc::new(crate::local_api::ApiCell::default()),
+        sync,
     });
-    let cell = Arc::new(crate::local_api::ApiCell::default());
+    let cell = shared.cell.clone();
     let msi = Arc::new(crate::msi::MsiEndpoint::new(
         Arc::new(DeviceTokens {
             data_dir: shared.data_dir.clone(),
@@ -301,7 +337,11 @@ pub async fn run(
         .route("/activate", axum::routing::post(activate))
         .with_state(shared.clone())
         .merge(crate::local_api::routes(cell.clone()))
-        .merge(msi.router());
+        .merge(msi.router())
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            loopback_only,
+        ));
     crate::state::write_atomically(
         &shared.data_dir.join(crate::local_api::AGENT_FILE),
         serde_json::json!({"url": format!("http://127.0.0.1:{port}"), "pid": std::process::id()})
@@ -322,7 +362,7 @@ pub async fn run(
         let Some(agent) = guard.as_mut() else {
             continue;
         };
-        if let Err(e) = start_sync(&shared.data_dir, &sync, &cell) {
+        if let Err(e) = start_sync(&shared.data_dir, &shared.sync, &cell) {
             eprintln!("warning: the sync engine did not start: {e}");
         }
         match agent.sync().await {

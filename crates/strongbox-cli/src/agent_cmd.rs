@@ -62,11 +62,30 @@ pub enum AgentCommand {
         /// Poll the vault every --rotation-interval instead of following its change feed.
         #[arg(long)]
         no_change_feed: bool,
+        /// Mode of each delivered file, octal (e.g. 0440 with --secrets-group for readers in a
+        /// group).
+        #[arg(long, default_value = "0600", value_parser = octal_mode)]
+        secrets_file_mode: u32,
+        /// Group id given to the delivered files and dirs (dirs get 0750), set before the switch.
+        #[arg(long)]
+        secrets_gid: Option<u32>,
         /// Where the managed-identity endpoint writes its Azure Arc challenge files.
         /// azure-identity reads them only from the default directory.
         #[arg(long, default_value = strongbox_agent::msi::DEFAULT_CHALLENGE_DIR)]
         msi_challenge_dir: PathBuf,
     },
+}
+
+/// A file mode in octal, owner-readable, without setuid/setgid/sticky bits.
+fn octal_mode(s: &str) -> Result<u32, String> {
+    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("{s:?} is not an octal mode like 0600"))?;
+    if m > 0o777 || m & 0o400 == 0 || m & 0o002 != 0 {
+        return Err(format!(
+            "{s:?}: a secret file mode must be readable by its owner and not writable by others (at most 0777)"
+        ));
+    }
+    Ok(m)
 }
 
 fn read_ca(path: Option<PathBuf>) -> anyhow::Result<Option<Vec<u8>>> {
@@ -124,6 +143,8 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
             secrets_dir,
             rotation_interval,
             no_change_feed,
+            secrets_file_mode,
+            secrets_gid,
             msi_challenge_dir,
         } => {
             let ca = read_ca(server_ca)?;
@@ -134,6 +155,11 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
                 },
                 rotation: Duration::from_secs(rotation_interval),
                 no_change_feed,
+                files: strongbox_agent::targets::files::FileOptions {
+                    file_mode: secrets_file_mode,
+                    gid: secrets_gid,
+                    ..Default::default()
+                },
             };
             strongbox_agent::web::run(
                 data_dir,

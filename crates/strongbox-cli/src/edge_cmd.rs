@@ -66,6 +66,9 @@ pub enum SyncedSecretCommand {
         shape: Shape,
         #[arg(long)]
         values_file: Option<PathBuf>,
+        /// Write new versions of vault secrets that already exist (otherwise refused).
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Sync existing vault secrets (latest version unless pinned) as one synced secret; with
     /// --list, only list the vault's secret names to pick from.
@@ -421,6 +424,7 @@ pub async fn synced(g: &Global, command: SyncedSecretCommand) -> anyhow::Result<
             name,
             shape,
             values_file,
+            overwrite,
         } => {
             let api = AgentApi::open(&a)?;
             let refs = pairs(&shape.secrets)?;
@@ -472,6 +476,22 @@ pub async fn synced(g: &Global, command: SyncedSecretCommand) -> anyhow::Result<
                         "create writes new values: give a plain secret name for {k}, not a version or id"
                     )));
                 }
+                // A typo must not put a new version on someone's existing secret.
+                let absent = matches!(
+                    client.send(&secrets::get(&vault, secret, None)).await,
+                    Err(strongbox_client::Error::Http { status: 404, .. })
+                );
+                if !absent && !overwrite {
+                    return Err(crate::exit::refused(
+                        409,
+                        "SecretAlreadyExists",
+                        format!(
+                            "the vault already has a secret {secret} (or it is soft-deleted, or you may not read it): use add-from-vault to sync it, or --overwrite to write a new version; nothing was written"
+                        ),
+                    ));
+                }
+            }
+            for (k, secret) in &refs {
                 let value = values[k].as_str().unwrap_or_default();
                 client
                     .json(&secrets::set(&vault, secret, value, &Default::default()))

@@ -110,11 +110,7 @@ impl Edge {
             .args(["--poll-interval", "300"])
             .arg("--msi-challenge-dir")
             .arg(self.agent_dir.join("msi"))
-            .args(if self.extra.is_empty() {
-                vec!["--rotation-interval".to_string(), "3".to_string()]
-            } else {
-                self.extra.clone()
-            })
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -300,6 +296,34 @@ async fn synced_secrets_follow_the_vault_and_refuse_what_the_edge_must_refuse() 
     ))
     .unwrap();
     assert_eq!(shown["value"], "pass-one");
+
+    // "Create new secret" never puts a version on an existing vault secret unless told to.
+    std::fs::write(&values, r#"{"v": "not-written"}"#).unwrap();
+    let (code, _, err) = e.edge(&[
+        "synced-secret",
+        "create",
+        "-n",
+        "again",
+        "--secret",
+        "v=opc-pass",
+        "--values-file",
+        values.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("SecretAlreadyExists"), "{err}");
+    assert_eq!(
+        e.file("edp1secrets", "password").as_deref(),
+        Some("pass-one")
+    );
+
+    // Only requests addressed to the loopback port are served (DNS rebinding).
+    let r = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/metrics", e.agent_port))
+        .header("Host", format!("attacker.example:{}", e.agent_port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 421);
 
     // A change in the vault reaches the edge target (through the change feed; the benchmark
     // measures how fast).
@@ -540,12 +564,73 @@ async fn synced_secrets_follow_the_vault_and_refuse_what_the_edge_must_refuse() 
         metric(&m, "strongbox_agent_target_writes_total") >= 3.0,
         "{m}"
     );
+    // Changes came through the feed (the rotation interval is the default 300 s).
     assert!(
-        m.contains("strongbox_agent_sync_latency_seconds_count"),
+        metric(&m, "strongbox_agent_sync_latency_seconds_count") >= 2.0,
         "{m}"
     );
     assert!(m.contains("strongbox_agent_cache_age_seconds"), "{m}");
     assert!(!m.contains("pass-two"));
+
+    // The device identity loses its access policy: the edge keeps its values and says why.
+    set_secret(&e.creds, &e.vault, "keep-me", "still-here");
+    e.edge_ok(&[
+        "synced-secret",
+        "add-from-vault",
+        "-n",
+        "guarded",
+        "--secret",
+        "v=keep-me",
+    ]);
+    let device: Value = serde_json::from_str(&ok(
+        &["device", "show", "-n", "edge1", "-o", "json"],
+        &e.creds,
+    ))
+    .unwrap();
+    let principal = device["identity"]["principalId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(
+        &[
+            "policy",
+            "delete",
+            "--vault",
+            &e.vault,
+            "--object-id",
+            &principal,
+        ],
+        &e.creds,
+    );
+    e.edge_ok(&["synced-secret", "sync"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = e.show("guarded");
+        if v["status"]["state"] == "Error" {
+            assert!(
+                v["status"]["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("AccessLost"),
+                "{v}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(e.file("guarded", "v").as_deref(), Some("still-here"));
+    ok(&["device", "recover-access", "-n", "edge1"], &e.creds);
+    e.edge_ok(&["synced-secret", "sync"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = e.show("guarded");
+        if v["status"]["state"] == "Synced" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn shown_version(e: &Edge, name: &str) -> String {
@@ -631,6 +716,11 @@ async fn the_edge_serves_through_an_outage_and_converges_after_it() {
             std::fs::remove_dir_all(&e.secrets_dir).unwrap();
             e.start_agent().await;
             e.wait_file("db", "password", Some("before-outage"), 10)
+                .await;
+            // A workload deletes the target while the uplink is down: it comes back from
+            // the cache.
+            std::fs::remove_dir_all(e.secrets_dir.join("db")).unwrap();
+            e.wait_file("db", "password", Some("before-outage"), 15)
                 .await;
             restarted = true;
         }
