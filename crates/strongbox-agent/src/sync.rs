@@ -24,6 +24,8 @@ use std::time::Duration;
 use strongbox_client::{Error, secrets};
 use tokio::sync::Notify;
 
+/// The most secret names one change-feed request may name (the server's limit).
+const MAX_FEED_NAMES: usize = 256;
 /// How long one long poll waits at the server.
 const FEED_WAIT_SECS: u32 = 30;
 /// Retry delays after a failure: capped exponential with jitter.
@@ -639,7 +641,12 @@ impl Engine {
     /// The feed's current position, `None` when the server has no feed (poll instead).
     async fn head(&mut self) -> Result<Option<String>, FetchError> {
         match self
-            .vault_call(secrets::changes(&self.shared.vault_uri, None, 0, None))
+            .vault_call(secrets::changes_named(
+                &self.shared.vault_uri,
+                None,
+                0,
+                &self.feed_names(),
+            ))
             .await
         {
             Ok((200, Some(b))) => Ok(b["cursor"].as_str().map(String::from)),
@@ -650,6 +657,17 @@ impl Engine {
             Ok((s, b)) => Err(classify(strongbox_client::http_error(s, b.as_ref()))),
             Err(e) => Err(classify(e)),
         }
+    }
+
+    /// The secrets the feed is asked about: the device identity may get them, not list the
+    /// vault, so it names what it follows.
+    fn feed_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Self::references(&self.shared.config())
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        names.dedup();
+        names
     }
 
     /// A failed round: Access errors are reported per synced secret (never as an outage),
@@ -699,8 +717,12 @@ impl Engine {
             if self.use_feed && !feed && rotation_due {
                 feed = true;
             }
-            self.shared.feed_active.store(feed, Ordering::Relaxed);
-            if feed && cursor.is_none() {
+            // Nothing referenced: nothing to follow. More names than the server takes in one
+            // request: poll instead.
+            let names = self.feed_names().len();
+            let following = feed && names > 0 && names <= MAX_FEED_NAMES;
+            self.shared.feed_active.store(following, Ordering::Relaxed);
+            if following && cursor.is_none() {
                 match self.head().await {
                     Ok(Some(c)) => cursor = Some(c),
                     Ok(None) => feed = false,
@@ -718,7 +740,7 @@ impl Engine {
                 need_full = false;
                 last_full = tokio::time::Instant::now();
             }
-            if !feed {
+            if !following {
                 let shared = self.shared.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(self.rotation) => {}
@@ -728,7 +750,12 @@ impl Engine {
                 continue;
             }
             let c = cursor.clone().unwrap_or_default();
-            let call = secrets::changes(&self.shared.vault_uri, Some(&c), FEED_WAIT_SECS, None);
+            let call = secrets::changes_named(
+                &self.shared.vault_uri,
+                Some(&c),
+                FEED_WAIT_SECS,
+                &self.feed_names(),
+            );
             let shared = self.shared.clone();
             let r = tokio::select! {
                 r = self.vault_call(call) => Some(r),

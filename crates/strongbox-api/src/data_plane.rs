@@ -125,6 +125,7 @@ struct Query {
     skip_token: Option<String>,
     cursor: Option<String>,
     timeout: Option<String>,
+    names: Option<String>,
 }
 
 fn query(uri: &Uri) -> Query {
@@ -144,6 +145,7 @@ fn query(uri: &Uri) -> Query {
         skip_token: get("$skiptoken"),
         cursor: get("cursor"),
         timeout: get("timeout"),
+        names: get("names"),
     }
 }
 
@@ -347,7 +349,24 @@ async fn run(
         )
     };
     if op == Operation::SecretChangesGet {
-        let feed = authorize_feed(vault.clone(), &access, caller)?;
+        let names = match q.names.as_deref() {
+            None => None,
+            Some(list) => {
+                let parsed = list
+                    .split(',')
+                    .map(strongbox_domain::names::secret_name)
+                    .collect::<Result<std::collections::BTreeSet<_>, _>>()?;
+                if parsed.len() > strongbox_domain::authz::MAX_FEED_NAMES {
+                    return Err(strongbox_domain::DomainError::BadParameter(format!(
+                        "names lists at most {} secrets.",
+                        strongbox_domain::authz::MAX_FEED_NAMES
+                    ))
+                    .into());
+                }
+                Some(parsed)
+            }
+        };
+        let feed = authorize_feed(vault.clone(), &access, caller)?.with_names(names)?;
         let req = ChangesRequest::parse(
             q.cursor.as_deref(),
             q.timeout.as_deref(),

@@ -220,7 +220,15 @@ pub struct FeedGrant {
     grant: Grant,
     /// The caller's role assignments, when only some secrets are visible.
     only: Option<Vec<RoleAssignmentRow>>,
+    /// A vault-wide get without list: the names of all secrets are not the caller's to learn,
+    /// so it must name the secrets it follows.
+    needs_names: bool,
+    /// The secrets the caller asked to follow (lowercase), if it named any.
+    names: Option<std::collections::BTreeSet<String>>,
 }
+
+/// The most secret names one feed request may name.
+pub const MAX_FEED_NAMES: usize = 256;
 
 impl FeedGrant {
     /// The underlying grant (action `Get`), for auditing the request.
@@ -228,13 +236,38 @@ impl FeedGrant {
         &self.grant
     }
 
+    /// Restricts the feed to `names` (lowercase). Without names, a caller whose get is not
+    /// paired with list is refused: the feed would tell it every secret's name.
+    pub fn with_names(
+        mut self,
+        names: Option<std::collections::BTreeSet<String>>,
+    ) -> Result<FeedGrant, DomainError> {
+        if names.is_none() && self.needs_names {
+            return Err(DomainError::Forbidden {
+                message: format!(
+                    "The user, group or application 'appid={};oid={}' does not have secrets list permission on key vault '{}': \
+                     name the secrets to follow with names=a,b,c (at most {MAX_FEED_NAMES}).",
+                    self.grant.caller.app_id, self.grant.caller.object_id, self.grant.vault.name
+                ),
+                inner: Some("AccessDenied"),
+            });
+        }
+        self.names = names;
+        Ok(self)
+    }
+
     /// Whether the caller sees every secret's changes.
     pub fn sees_all(&self) -> bool {
-        self.only.is_none()
+        self.only.is_none() && self.names.is_none()
     }
 
     /// Whether the caller may see changes of `secret` (its lowercase name).
     pub fn may_see(&self, secret: &str) -> bool {
+        if let Some(names) = &self.names
+            && !names.contains(&secret.to_ascii_lowercase())
+        {
+            return false;
+        }
         match &self.only {
             None => true,
             Some(mine) => rbac::permits(
@@ -259,7 +292,16 @@ pub fn authorize_feed(
     caller: &Caller,
 ) -> Result<FeedGrant, DomainError> {
     let refused = match authorize(vault.clone(), access, caller, SecretAction::Get, None) {
-        Ok(grant) => return Ok(FeedGrant { grant, only: None }),
+        Ok(grant) => {
+            let can_list =
+                authorize(vault.clone(), access, caller, SecretAction::List, None).is_ok();
+            return Ok(FeedGrant {
+                grant,
+                only: None,
+                needs_names: !can_list,
+                names: None,
+            });
+        }
         Err(e) => e,
     };
     let VaultAccess::Roles(assignments) = access else {
@@ -289,6 +331,8 @@ pub fn authorize_feed(
             action: SecretAction::Get,
         },
         only: Some(mine),
+        needs_names: false,
+        names: None,
     })
 }
 
@@ -434,8 +478,14 @@ mod tests {
                 secret_permissions: perms.iter().map(|p| p.to_string()).collect(),
             }])
         };
-        let all = authorize_feed(vault(false), &get_policy(&["get"]), &caller).unwrap();
+        let all = authorize_feed(vault(false), &get_policy(&["get", "list"]), &caller).unwrap();
+        let all = all.with_names(None).unwrap();
         assert!(all.sees_all() && all.may_see("anything"));
+        // Get without list: only the secrets it names.
+        let get_only = authorize_feed(vault(false), &get_policy(&["get"]), &caller).unwrap();
+        assert!(get_only.clone().with_names(None).is_err());
+        let named = get_only.with_names(Some(["a".to_string()].into())).unwrap();
+        assert!(!named.sees_all() && named.may_see("A") && !named.may_see("b"));
         assert!(authorize_feed(vault(false), &get_policy(&["list", "set"]), &caller).is_err());
 
         let v = vault(true);

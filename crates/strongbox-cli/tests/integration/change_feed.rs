@@ -413,7 +413,75 @@ async fn callers_see_only_what_they_may_get() {
     assert!(quiet.value.is_empty() && t.elapsed() >= Duration::from_millis(900));
     assert_eq!(quiet.cursor, feed.head(&admin).await);
 
-    // A policy vault: get sees everything, list alone is refused.
+    // A policy vault: get without list must name what it follows (the feed would otherwise
+    // tell it every secret's name, which AKV keeps for list); list alone is refused.
+    let getter = principal(&server, dir.path(), "feed-getter").await;
+    let (code, _, err) = cli(&[
+        "policy",
+        "set",
+        "--vault",
+        "dev",
+        "--object-id",
+        &getter.object_id,
+        "--secret-permissions",
+        "get",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let dev = Feed::new(&server, "dev");
+    let (s, v) = dev.get(&getter.token, "").await;
+    assert_eq!(
+        (s, &v["error"]["innererror"]["code"]),
+        (403, &json!("AccessDenied")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("names="),
+        "{v}"
+    );
+    let from = dev.page(&getter.token, "names=followed").await.cursor;
+    for name in ["followed", "unnamed"] {
+        dev.ok(
+            &admin,
+            Method::PUT,
+            &format!("/secrets/{name}"),
+            Some(json!({"value": "v"})),
+        )
+        .await;
+    }
+    let named = dev
+        .page(
+            &getter.token,
+            &format!("cursor={from}&timeout=0&names=FOLLOWED,other"),
+        )
+        .await;
+    assert_eq!(
+        named
+            .value
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>(),
+        ["followed"]
+    );
+    let (s, v) = dev
+        .get(
+            &getter.token,
+            &format!("cursor={from}&timeout=0&names=bad_name"),
+        )
+        .await;
+    assert_eq!(
+        (s, &v["error"]["code"]),
+        (400, &json!("BadParameter")),
+        "{v}"
+    );
+    let too_many: Vec<String> = (0..257).map(|i| format!("s{i}")).collect();
+    let (s, _) = dev
+        .get(&getter.token, &format!("names={}", too_many.join(",")))
+        .await;
+    assert_eq!(s, 400);
+
+    // List alone is refused.
     let lister = principal(&server, dir.path(), "feed-lister").await;
     let (code, _, err) = cli(&[
         "policy",
@@ -428,7 +496,6 @@ async fn callers_see_only_what_they_may_get() {
         dir.path().to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
-    let dev = Feed::new(&server, "dev");
     let (s, v) = dev.get(&lister.token, "").await;
     assert_eq!(
         (s, &v["error"]["innererror"]["code"]),
