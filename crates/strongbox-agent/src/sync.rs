@@ -122,7 +122,7 @@ impl Shared {
         let t: Arc<dyn Target> = match spec {
             TargetSpec::Files { dir } => Arc::new(FileTarget::new(
                 dir.clone().unwrap_or_else(|| self.secrets_dir.clone()),
-                self.files.clone(),
+                self.files,
             )),
             TargetSpec::Kubernetes { namespace } => Arc::new(
                 KubernetesTarget::from_env(Some(namespace))

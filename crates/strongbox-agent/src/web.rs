@@ -239,7 +239,7 @@ fn start_sync(
         sync.secrets_dir.clone(),
         st.vault_uri.clone(),
         st.vault_name.clone(),
-        sync.files.clone(),
+        sync.files,
     )?);
     let engine =
         crate::sync::Engine::new(agent, shared.clone(), sync.rotation, !sync.no_change_feed)?;
