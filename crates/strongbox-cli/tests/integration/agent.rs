@@ -440,7 +440,8 @@ async fn agent_run_activates_from_its_page_and_restores_secrets_on_its_own() {
         "{html}"
     );
     assert!(!html.contains("<script") && !html.contains("src="));
-    assert_eq!(page(port, Some("evil.example:80")).await.0, 400);
+    // Every loopback route refuses a name that is not its own (DNS rebinding).
+    assert_eq!(page(port, Some("evil.example:80")).await.0, 421);
     // No token, a made-up token, a foreign origin: refused, key not spent.
     assert_eq!(post(port, &[("activationKey", &key)], None).await.0, 400);
     assert_eq!(
