@@ -175,7 +175,7 @@ async fn info(State(cell): S, headers: HeaderMap) -> Response {
         Ok(a) => a,
         Err(e) => return error(e),
     };
-    axum::Json(json!({"vaultName": api.shared.vault_name, "vaultUri": api.shared.vault_uri,
+    axum::Json(json!({"vaultName": api.shared.vault_name(), "vaultUri": api.shared.vault_uri(),
         "secretsDir": api.shared.secrets_dir, "uplinkDownSince": *api.shared.uplink_down_since.lock().expect("uplink lock"),
         "changeFeed": api.shared.feed_active.load(std::sync::atomic::Ordering::Relaxed),
         "accessError": *api.shared.access_error.lock().expect("access lock")}))
@@ -242,7 +242,7 @@ async fn put_synced(
             "the only query parameter is validateOnly=true|false",
         ));
     };
-    if let Err(e) = s.validate(&api.shared.vault_uri) {
+    if let Err(e) = s.validate(&api.shared.vault_uri()) {
         return error(e);
     }
     let created = {

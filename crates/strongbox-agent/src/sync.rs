@@ -65,8 +65,9 @@ pub struct ItemStatus {
 pub struct Shared {
     pub data_dir: PathBuf,
     pub secrets_dir: PathBuf,
-    pub vault_uri: String,
-    pub vault_name: String,
+    /// The vault this edge is bound to (uri, name): the device's, which a recovery after a
+    /// purge replaces with a new one.
+    vault: RwLock<(String, String)>,
     pub config: RwLock<EdgeConfig>,
     pub status: Mutex<BTreeMap<String, SyncStatus>>,
     pub metrics: Metrics,
@@ -95,8 +96,7 @@ impl Shared {
         Ok(Shared {
             data_dir,
             secrets_dir,
-            vault_uri,
-            vault_name,
+            vault: RwLock::new((vault_uri, vault_name)),
             config: RwLock::new(config),
             status: Mutex::new(BTreeMap::new()),
             metrics: Metrics::default(),
@@ -107,6 +107,14 @@ impl Shared {
             targets: Mutex::new(HashMap::new()),
             files,
         })
+    }
+
+    pub fn vault_uri(&self) -> String {
+        self.vault.read().expect("vault lock").0.clone()
+    }
+
+    pub fn vault_name(&self) -> String {
+        self.vault.read().expect("vault lock").1.clone()
     }
 
     pub fn config(&self) -> EdgeConfig {
@@ -192,6 +200,8 @@ pub struct Engine {
     backoff: Duration,
     rotation: Duration,
     use_feed: bool,
+    /// The device moved to another vault: the cursor (of the old one) is void.
+    vault_moved: bool,
 }
 
 impl Engine {
@@ -214,6 +224,7 @@ impl Engine {
             backoff: BACKOFF_MIN,
             rotation,
             use_feed,
+            vault_moved: false,
         })
     }
 
@@ -281,7 +292,7 @@ impl Engine {
         force: bool,
     ) -> Result<Put, FetchError> {
         let r = self
-            .vault_call(secrets::get(&self.shared.vault_uri, name, version))
+            .vault_call(secrets::get(&self.shared.vault_uri(), name, version))
             .await
             .map_err(classify)?;
         let at = now();
@@ -642,7 +653,7 @@ impl Engine {
     async fn head(&mut self) -> Result<Option<String>, FetchError> {
         match self
             .vault_call(secrets::changes_named(
-                &self.shared.vault_uri,
+                &self.shared.vault_uri(),
                 None,
                 0,
                 &self.feed_names(),
@@ -670,6 +681,29 @@ impl Engine {
         names
     }
 
+    /// Asks the service which vault is the device's now (as the device); after a recovery
+    /// that made a new vault, the edge follows it. `true` when it moved.
+    async fn follow_device_vault(&mut self) -> bool {
+        let Ok(token) = self.token().await else {
+            return false;
+        };
+        if self.agent.refresh_vault(&token).await.is_err() {
+            return false; // still deleted, or unreachable: try again next round
+        }
+        let st = self.agent.state();
+        if st.vault_uri == self.shared.vault_uri() {
+            return false;
+        }
+        eprintln!(
+            "the device's vault is now {} ({}): following it",
+            st.vault_name, st.vault_uri
+        );
+        *self.shared.vault.write().expect("vault lock") =
+            (st.vault_uri.clone(), st.vault_name.clone());
+        self.vault_moved = true;
+        true
+    }
+
     /// A failed round: Access errors are reported per synced secret (never as an outage),
     /// anything else marks the uplink down. Targets are re-rendered from the cache either way
     /// (a target deleted at the edge comes back while offline). `true` when woken by a config
@@ -677,6 +711,9 @@ impl Engine {
     async fn failed(&mut self, e: FetchError) -> bool {
         match e {
             FetchError::Access(m) => {
+                if m == "VaultNotFound" && self.follow_device_vault().await {
+                    return true;
+                }
                 self.count_failure("AccessLost");
                 *self.shared.access_error.lock().expect("access lock") = Some(m);
                 self.last_attempt = Some(now());
@@ -711,6 +748,10 @@ impl Engine {
         let mut need_full = true;
         let mut last_full = tokio::time::Instant::now();
         loop {
+            if std::mem::take(&mut self.vault_moved) {
+                cursor = None;
+                need_full = true;
+            }
             let rotation_due = last_full.elapsed() >= self.rotation;
             // A feed found missing is tried again at every rotation (a proxy's or a
             // recovering vault's answer must not switch it off for good).
@@ -751,7 +792,7 @@ impl Engine {
             }
             let c = cursor.clone().unwrap_or_default();
             let call = secrets::changes_named(
-                &self.shared.vault_uri,
+                &self.shared.vault_uri(),
                 Some(&c),
                 FEED_WAIT_SECS,
                 &self.feed_names(),

@@ -804,6 +804,98 @@ async fn without_the_change_feed_the_agent_polls_at_its_rotation_interval() {
     );
 }
 
+#[tokio::test]
+async fn after_a_purged_vault_is_recovered_as_a_new_one_the_edge_follows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), &[]).await;
+    let e = Edge::new(&server, dir.path()).await;
+    set_secret(&e.creds, &e.vault, "db-pass", "old-vault-value");
+    e.edge_ok(&[
+        "synced-secret",
+        "add-from-vault",
+        "-n",
+        "db",
+        "--secret",
+        "password=db-pass",
+    ]);
+
+    // The vault is lost (lock removed, deleted, purged): the edge keeps serving, and says why.
+    ok(
+        &[
+            "lock",
+            "delete",
+            "-n",
+            "strongbox-device-vault",
+            "--vault",
+            &e.vault,
+        ],
+        &e.creds,
+    );
+    ok(&["vault", "delete", "-n", &e.vault], &e.creds);
+    ok(&["vault", "purge", "-n", &e.vault], &e.creds);
+    e.edge_ok(&["synced-secret", "sync"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = e.show("db");
+        if v["status"]["state"] == "Error" {
+            assert!(
+                v["status"]["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("VaultNotFound"),
+                "{v}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(e.file("db", "password").as_deref(), Some("old-vault-value"));
+
+    // Recovery makes a new vault; its secrets are synced from there without an agent restart.
+    ok(
+        &[
+            "device",
+            "recover-vault",
+            "--name",
+            "edge1",
+            "--new-vault-name",
+            "edge1-kv2",
+        ],
+        &e.creds,
+    );
+    let admin = oid_of(&server.admin_token().await);
+    ok(
+        &[
+            "policy",
+            "set",
+            "--vault",
+            "edge1-kv2",
+            "--object-id",
+            &admin,
+            "--secret-permissions",
+            "get,list,set",
+        ],
+        &e.creds,
+    );
+    set_secret(&e.creds, "edge1-kv2", "db-pass", "new-vault-value");
+    e.edge_ok(&["synced-secret", "sync"]);
+    e.wait_file("db", "password", Some("new-vault-value"), 30)
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = e.show("db");
+        if v["status"]["state"] == "Synced" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Later changes arrive through the new vault's feed.
+    set_secret(&e.creds, "edge1-kv2", "db-pass", "newer-value");
+    e.wait_file("db", "password", Some("newer-value"), 10).await;
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
