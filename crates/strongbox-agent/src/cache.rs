@@ -177,6 +177,55 @@ impl Cache {
     }
 }
 
+pub const TOKEN_FILE: &str = "identity-tokens.sealed";
+const TOKEN_AAD: &[u8] = b"strongbox-agent identity tokens v1";
+
+/// The device identity's last token per scope, sealed like the cache: bearer tokens are
+/// credentials too. Served to local workloads while the token service cannot be reached.
+#[derive(Default, Serialize, Deserialize)]
+pub struct TokenCache {
+    tokens: BTreeMap<String, (String, i64)>,
+}
+
+impl Drop for TokenCache {
+    fn drop(&mut self) {
+        for (t, _) in self.tokens.values_mut() {
+            t.zeroize();
+        }
+    }
+}
+
+impl TokenCache {
+    /// The kept tokens; an unreadable file is an empty cache (it only holds tokens).
+    pub fn load(dir: &StateDir) -> TokenCache {
+        std::fs::read(dir.dir().join(TOKEN_FILE))
+            .ok()
+            .and_then(|sealed| dir.open_sealed(TOKEN_AAD, &sealed).ok())
+            .and_then(|plain| serde_json::from_slice(&plain).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self, dir: &StateDir) -> Result<(), Error> {
+        let plain = zeroize::Zeroizing::new(serde_json::to_vec(self).expect("tokens serialize"));
+        write_atomically(&dir.dir().join(TOKEN_FILE), &dir.seal(TOKEN_AAD, &plain))
+    }
+
+    /// Keeps `token` for `scope`, dropping expired ones.
+    pub fn put(&mut self, scope: &str, token: &str, exp: i64, now: i64) {
+        self.tokens.retain(|_, (_, e)| *e > now);
+        self.tokens
+            .insert(scope.to_string(), (token.to_string(), exp));
+    }
+
+    /// A kept token for `scope` that has not expired.
+    pub fn get(&self, scope: &str, now: i64) -> Option<(String, i64)> {
+        self.tokens
+            .get(scope)
+            .filter(|(_, exp)| *exp > now)
+            .cloned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +270,23 @@ mod tests {
         let back = Cache::load(&sd).unwrap();
         assert_eq!(back.get("a").unwrap().state, SourceState::Deleted);
         assert_eq!(key("Opc-User", Some("ABC")), "opc-user/abc");
+    }
+
+    #[test]
+    fn identity_tokens_are_kept_sealed_until_they_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(dir.path()).unwrap();
+        let mut t = TokenCache::default();
+        t.put("https://vault/.default", "eyJ-token-text", 100, 0);
+        t.save(&sd).unwrap();
+        let raw = std::fs::read(dir.path().join(TOKEN_FILE)).unwrap();
+        assert!(!String::from_utf8_lossy(&raw).contains("eyJ-token-text"));
+        let back = TokenCache::load(&sd);
+        assert_eq!(
+            back.get("https://vault/.default", 99).unwrap().0,
+            "eyJ-token-text"
+        );
+        assert!(back.get("https://vault/.default", 100).is_none());
+        assert!(back.get("other", 0).is_none());
     }
 }

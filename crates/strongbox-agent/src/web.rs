@@ -266,7 +266,26 @@ impl crate::msi::TokenSource for DeviceTokens {
             let _ = self.agent.set(a);
         }
         match self.agent.get() {
-            Some(agent) => agent.token_for(scope).await,
+            Some(agent) => match agent.token_for(scope).await {
+                Ok((token, exp)) => {
+                    // Kept sealed, so workloads still get a token after an agent restart
+                    // while the uplink is down.
+                    let mut kept = crate::cache::TokenCache::load(&agent.dir);
+                    kept.put(scope, &token, exp, crate::now());
+                    if let Err(e) = kept.save(&agent.dir) {
+                        eprintln!("warning: keeping the identity token: {e}");
+                    }
+                    Ok((token, exp))
+                }
+                Err(
+                    e @ (strongbox_client::Error::Transport(_)
+                    | strongbox_client::Error::Http { status: 500.., .. }),
+                ) => match crate::cache::TokenCache::load(&agent.dir).get(scope, crate::now()) {
+                    Some(kept) => Ok(kept),
+                    None => Err(e),
+                },
+                Err(e) => Err(e),
+            },
             None => Err(strongbox_client::Error::Http {
                 status: 400,
                 code: "identity_not_found".into(),

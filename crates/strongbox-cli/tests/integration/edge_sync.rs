@@ -719,6 +719,8 @@ async fn the_edge_serves_through_an_outage_and_converges_after_it() {
                 .await;
             // A workload deletes the target while the uplink is down: it comes back from
             // the cache.
+            // Workloads still get a token from the restarted agent (kept sealed).
+            e.msi_token(&resource).await.unwrap();
             std::fs::remove_dir_all(e.secrets_dir.join("db")).unwrap();
             e.wait_file("db", "password", Some("before-outage"), 15)
                 .await;
