@@ -156,16 +156,30 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, EdgeError> {
 /// The API once the device is activated (an agent started before activation serves only the
 /// activation page until then).
 #[derive(Default)]
-pub struct ApiCell(pub std::sync::OnceLock<Arc<Api>>);
+pub struct ApiCell(
+    pub std::sync::OnceLock<Arc<Api>>,
+    /// Why the sync engine of an activated device did not start (e.g. a damaged edge.json).
+    pub std::sync::Mutex<Option<String>>,
+);
 
 type S = State<Arc<ApiCell>>;
 
 fn ready(cell: &ApiCell, headers: &HeaderMap) -> Result<Arc<Api>, EdgeError> {
-    let api = cell.0.get().ok_or_else(|| EdgeError {
-        status: 503,
-        code: "NotActivated",
-        message: "this agent is not activated yet: activate it first".into(),
-    })?;
+    let api = cell
+        .0
+        .get()
+        .ok_or_else(|| match cell.1.lock().ok().and_then(|e| e.clone()) {
+            Some(why) => EdgeError {
+                status: 503,
+                code: "SyncEngineNotStarted",
+                message: format!("the sync engine did not start: {why}"),
+            },
+            None => EdgeError {
+                status: 503,
+                code: "NotActivated",
+                message: "this agent is not activated yet: activate it first".into(),
+            },
+        })?;
     api.authorized(headers)?;
     Ok(api.clone())
 }

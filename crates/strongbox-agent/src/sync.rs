@@ -211,7 +211,22 @@ impl Engine {
         rotation: Duration,
         use_feed: bool,
     ) -> Result<Engine, Error> {
-        let cache = Cache::load(&agent.dir)?;
+        let cache = match Cache::load(&agent.dir) {
+            Ok(c) => c,
+            Err(e) => {
+                // A damaged or foreign cache is set aside (never deleted: it may be evidence)
+                // and rebuilt from the vault; the targets stay as they are meanwhile.
+                let path = agent.dir.dir().join(cache::CACHE_FILE);
+                let aside = path.with_extension(format!("unreadable-{}", now()));
+                eprintln!(
+                    "warning: {e}; set aside as {} and rebuilt from the vault",
+                    aside.display()
+                );
+                std::fs::rename(&path, &aside)
+                    .map_err(|e| Error::Config(format!("setting {} aside: {e}", path.display())))?;
+                Cache::default()
+            }
+        };
         Ok(Engine {
             agent,
             shared,

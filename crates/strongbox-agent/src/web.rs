@@ -179,6 +179,9 @@ async fn activate(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
             println!("activated device {name}; {synced}");
             if let Err(e) = start_sync(&s.data_dir, &s.sync, &s.cell) {
                 eprintln!("warning: the sync engine did not start: {e}");
+                if let Ok(mut why) = s.cell.1.lock() {
+                    *why = Some(e.to_string());
+                }
             }
             if let Ok(mut l) = s.last.lock() {
                 *l = synced.clone();
@@ -368,6 +371,13 @@ pub async fn run(
             .as_bytes(),
     )?;
     println!("agent page on http://127.0.0.1:{port}/");
+    // An activated device's engine (or why it cannot start) is there before the first request.
+    if shared.agent.lock().await.is_some()
+        && let Err(e) = start_sync(&shared.data_dir, &shared.sync, &cell)
+    {
+        eprintln!("warning: the sync engine did not start: {e}");
+        *cell.1.lock().expect("start error lock") = Some(e.to_string());
+    }
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let mut tick = tokio::time::interval(poll);
     loop {
@@ -382,7 +392,12 @@ pub async fn run(
             continue;
         };
         if let Err(e) = start_sync(&shared.data_dir, &shared.sync, &cell) {
-            eprintln!("warning: the sync engine did not start: {e}");
+            let e = e.to_string();
+            let mut why = cell.1.lock().expect("start error lock");
+            if why.as_deref() != Some(e.as_str()) {
+                eprintln!("warning: the sync engine did not start: {e}");
+                *why = Some(e);
+            }
         }
         match agent.sync().await {
             Ok(r) => {

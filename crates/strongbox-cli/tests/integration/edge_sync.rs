@@ -775,7 +775,7 @@ async fn the_edge_serves_through_an_outage_and_converges_after_it() {
 async fn without_the_change_feed_the_agent_polls_at_its_rotation_interval() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("server"), &[]).await;
-    let e = Edge::with(
+    let mut e = Edge::with(
         &server,
         dir.path(),
         &["--no-change-feed", "--rotation-interval", "2"],
@@ -803,6 +803,33 @@ async fn without_the_change_feed_the_agent_polls_at_its_rotation_interval() {
     assert!(
         metric(&m, "strongbox_agent_target_writes_total") >= 2.0,
         "{m}"
+    );
+    // A damaged cache is set aside and rebuilt from the vault.
+    e.agent = None;
+    std::fs::write(e.agent_dir.join("edge-cache.sealed"), b"damaged").unwrap();
+    e.start_agent().await;
+    set_secret(&e.creds, &e.vault, "poll-me", "third");
+    e.wait_file("polled", "v", Some("third"), 10).await;
+    let aside = std::fs::read_dir(&e.agent_dir).unwrap().flatten().any(|f| {
+        f.file_name()
+            .to_string_lossy()
+            .starts_with("edge-cache.unreadable-")
+    });
+    assert!(aside, "the damaged cache was not kept aside");
+    // A damaged edge.json stops the engine, and the API says so (not "not activated").
+    e.agent = None;
+    std::fs::write(e.agent_dir.join("edge.json"), b"{").unwrap();
+    e.start_agent().await;
+    let (code, _, err) = e.edge(&["synced-secret", "list"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("SyncEngineNotStarted") && err.contains("edge.json"),
+        "{err}"
+    );
+    assert_eq!(
+        e.file("polled", "v").as_deref(),
+        Some("third"),
+        "targets stay"
     );
 }
 
