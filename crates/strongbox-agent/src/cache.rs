@@ -3,7 +3,7 @@
 //! come back at boot and stay correct while the uplink is down; a value is replaced only by one
 //! at least as new (a slow read never overwrites a newer value).
 
-use crate::state::{StateDir, write_atomically};
+use crate::state::StateDir;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use strongbox_client::Error;
@@ -78,26 +78,11 @@ pub enum Put {
 
 impl Cache {
     pub fn load(dir: &StateDir) -> Result<Cache, Error> {
-        let path = dir.dir().join(CACHE_FILE);
-        match std::fs::read(&path) {
-            Ok(sealed) => {
-                let plain = dir.open_sealed(AAD, &sealed).map_err(|_| {
-                    Error::Config(format!(
-                        "{} does not open with this device's key",
-                        path.display()
-                    ))
-                })?;
-                serde_json::from_slice(&plain)
-                    .map_err(|e| Error::Config(format!("reading {}: {e}", path.display())))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Cache::default()),
-            Err(e) => Err(Error::Config(format!("reading {}: {e}", path.display()))),
-        }
+        Ok(dir.read_sealed(CACHE_FILE, AAD)?.unwrap_or_default())
     }
 
     pub fn save(&self, dir: &StateDir) -> Result<(), Error> {
-        let plain = zeroize::Zeroizing::new(serde_json::to_vec(self).expect("cache serializes"));
-        write_atomically(&dir.dir().join(CACHE_FILE), &dir.seal(AAD, &plain))
+        dir.write_sealed(CACHE_FILE, AAD, self)
     }
 
     pub fn get(&self, key: &str) -> Option<&Entry> {
@@ -198,16 +183,14 @@ impl Drop for TokenCache {
 impl TokenCache {
     /// The kept tokens; an unreadable file is an empty cache (it only holds tokens).
     pub fn load(dir: &StateDir) -> TokenCache {
-        std::fs::read(dir.dir().join(TOKEN_FILE))
+        dir.read_sealed(TOKEN_FILE, TOKEN_AAD)
             .ok()
-            .and_then(|sealed| dir.open_sealed(TOKEN_AAD, &sealed).ok())
-            .and_then(|plain| serde_json::from_slice(&plain).ok())
+            .flatten()
             .unwrap_or_default()
     }
 
     pub fn save(&self, dir: &StateDir) -> Result<(), Error> {
-        let plain = zeroize::Zeroizing::new(serde_json::to_vec(self).expect("tokens serialize"));
-        write_atomically(&dir.dir().join(TOKEN_FILE), &dir.seal(TOKEN_AAD, &plain))
+        dir.write_sealed(TOKEN_FILE, TOKEN_AAD, self)
     }
 
     /// Keeps `token` for `scope`, dropping expired ones.

@@ -5,7 +5,7 @@
 //! Edge operations are appended to `edge-audit.jsonl`, each record hash-chained to the one
 //! before (a forced delete of a synced secret that endpoints still use is recorded there).
 
-use crate::edge::{EdgeError, Endpoint, SyncedSecret};
+use crate::edge::{EdgeConfig, EdgeError, Endpoint, SyncedSecret};
 use crate::sync::Shared;
 use axum::Router;
 use axum::body::Bytes;
@@ -139,6 +139,24 @@ impl Api {
         };
         v
     }
+}
+
+/// Applies `change` to the edge config: saved to `edge.json` first, then live, so a failed
+/// save changes nothing.
+fn save_changed(
+    config: &mut EdgeConfig,
+    dir: &std::path::Path,
+    change: impl FnOnce(&mut EdgeConfig),
+) -> Result<(), EdgeError> {
+    let mut next = config.clone();
+    change(&mut next);
+    next.save(dir).map_err(|e| EdgeError {
+        status: 500,
+        code: "InternalError",
+        message: e.to_string(),
+    })?;
+    *config = next;
+    Ok(())
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, EdgeError> {
@@ -294,16 +312,11 @@ async fn put_synced(
         ) {
             return error(e);
         }
-        let mut next = config.clone();
-        next.synced_secrets.insert(name.clone(), s.clone());
-        if let Err(e) = next.save(&api.shared.data_dir) {
-            return error(EdgeError {
-                status: 500,
-                code: "InternalError",
-                message: e.to_string(),
-            });
+        if let Err(e) = save_changed(&mut config, &api.shared.data_dir, |c| {
+            c.synced_secrets.insert(name.clone(), s.clone());
+        }) {
+            return error(e);
         }
-        *config = next;
         created
     };
     api.shared.wake.notify_one();
@@ -364,16 +377,11 @@ async fn delete_synced(
         ) {
             return error(e);
         }
-        let mut next = config.clone();
-        next.synced_secrets.remove(&name);
-        if let Err(e) = next.save(&api.shared.data_dir) {
-            return error(EdgeError {
-                status: 500,
-                code: "InternalError",
-                message: e.to_string(),
-            });
+        if let Err(e) = save_changed(&mut config, &api.shared.data_dir, |c| {
+            c.synced_secrets.remove(&name);
+        }) {
+            return error(e);
         }
-        *config = next;
         (s, users)
     };
     // The edge copy goes now; the vault's secrets are never touched.
@@ -465,16 +473,11 @@ async fn put_endpoint(
         ) {
             return error(err);
         }
-        let mut next = config.clone();
-        next.endpoints.insert(name.clone(), e.clone());
-        if let Err(err) = next.save(&api.shared.data_dir) {
-            return error(EdgeError {
-                status: 500,
-                code: "InternalError",
-                message: err.to_string(),
-            });
+        if let Err(e) = save_changed(&mut config, &api.shared.data_dir, |c| {
+            c.endpoints.insert(name.clone(), e.clone());
+        }) {
+            return error(e);
         }
-        *config = next;
         created
     };
     let status = if created {
@@ -498,16 +501,11 @@ async fn delete_endpoint(State(cell): S, headers: HeaderMap, Path(name): Path<St
         if let Err(e) = api.record("EndpointDelete", &name, json!({})) {
             return error(e);
         }
-        let mut next = config.clone();
-        next.endpoints.remove(&name);
-        if let Err(err) = next.save(&api.shared.data_dir) {
-            return error(EdgeError {
-                status: 500,
-                code: "InternalError",
-                message: err.to_string(),
-            });
+        if let Err(e) = save_changed(&mut config, &api.shared.data_dir, |c| {
+            c.endpoints.remove(&name);
+        }) {
+            return error(e);
         }
-        *config = next;
     }
     StatusCode::NO_CONTENT.into_response()
 }

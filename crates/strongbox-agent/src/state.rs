@@ -158,20 +158,50 @@ impl StateDir {
         )
     }
 
-    /// Seals `plain` under the device's data key, bound to `aad` (another file of the agent:
-    /// the edge cache).
-    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+    /// Seals `plain` under the device's data key, bound to `aad` (which file it is).
+    fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
         self.keyring.seal(aad, plain)
     }
 
-    pub fn open_sealed(
-        &self,
-        aad: &[u8],
-        sealed: &[u8],
-    ) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+    fn open_sealed(&self, aad: &[u8], sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
         self.keyring
             .open_sealed(aad, sealed)
             .map_err(|e| Error::Config(format!("opening sealed data: {e}")))
+    }
+
+    /// Reads the JSON value sealed under `aad` in `file` of the data dir; `None` when the file
+    /// does not exist. A file that does not open with this device's key is an error.
+    pub fn read_sealed<T: serde::de::DeserializeOwned>(
+        &self,
+        file: &str,
+        aad: &[u8],
+    ) -> Result<Option<T>, Error> {
+        let path = self.dir.join(file);
+        let sealed = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(config("reading", &path, e)),
+        };
+        let plain = self.open_sealed(aad, &sealed).map_err(|_| {
+            Error::Config(format!(
+                "{} does not open with this device's key",
+                path.display()
+            ))
+        })?;
+        serde_json::from_slice(&plain)
+            .map(Some)
+            .map_err(|e| config("reading", &path, e))
+    }
+
+    /// Writes `value` as JSON sealed under `aad` to `file` of the data dir, atomically.
+    pub fn write_sealed<T: Serialize>(
+        &self,
+        file: &str,
+        aad: &[u8],
+        value: &T,
+    ) -> Result<(), Error> {
+        let plain = zeroize::Zeroizing::new(serde_json::to_vec(value).expect("value serializes"));
+        write_atomically(&self.dir.join(file), &self.seal(aad, &plain))
     }
 
     pub fn dir(&self) -> &Path {

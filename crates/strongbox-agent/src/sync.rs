@@ -172,25 +172,19 @@ fn classify(e: Error) -> FetchError {
     }
 }
 
-/// A vault token, reused until a minute before it expires.
-struct TokenCache {
-    token: Option<(String, i64)>,
-}
-
-fn jwt_exp(token: &str) -> Option<i64> {
-    use base64::Engine;
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    serde_json::from_slice::<Value>(&bytes).ok()?["exp"].as_i64()
+/// The server answered as one without a change feed (poll instead); a vanished vault is not
+/// that (it is classified as an access error).
+fn feed_unsupported(status: u16, body: Option<&Value>) -> bool {
+    matches!(status, 400 | 404 | 405 | 501)
+        && body.is_none_or(|b| b["error"]["code"] != "VaultNotFound")
 }
 
 pub struct Engine {
     agent: Agent,
     shared: Arc<Shared>,
     cache: Cache,
-    tokens: TokenCache,
+    /// The vault token and its expiry, reused until a minute before it expires.
+    token: Option<(String, i64)>,
     /// The last failure per synced secret that is not about the uplink.
     errors: BTreeMap<String, String>,
     /// References the vault refused (access lost), by cache key, until a read works again.
@@ -231,7 +225,7 @@ impl Engine {
             agent,
             shared,
             cache,
-            tokens: TokenCache { token: None },
+            token: None,
             errors: BTreeMap::new(),
             refused: BTreeMap::new(),
             last_success: None,
@@ -244,14 +238,14 @@ impl Engine {
     }
 
     async fn token(&mut self) -> Result<String, Error> {
-        if let Some((t, exp)) = &self.tokens.token
+        if let Some((t, exp)) = &self.token
             && *exp - 60 > now()
         {
             return Ok(t.clone());
         }
-        let t = self.agent.token().await?;
-        let exp = jwt_exp(&t).unwrap_or(now() + 300);
-        self.tokens.token = Some((t.clone(), exp));
+        let scope = self.agent.state().vault_scope.clone();
+        let (t, exp) = self.agent.token_for(&scope).await?;
+        self.token = Some((t.clone(), exp));
         Ok(t)
     }
 
@@ -272,7 +266,7 @@ impl Engine {
             .inc();
         if let Ok((401, _)) = r {
             // A revoked or expired token: the next call asks for a new one.
-            self.tokens.token = None;
+            self.token = None;
         }
         r
     }
@@ -665,21 +659,18 @@ impl Engine {
     }
 
     /// The feed's current position, `None` when the server has no feed (poll instead).
-    async fn head(&mut self) -> Result<Option<String>, FetchError> {
+    async fn head(&mut self, names: &[String]) -> Result<Option<String>, FetchError> {
         match self
             .vault_call(secrets::changes_named(
                 &self.shared.vault_uri(),
                 None,
                 0,
-                &self.feed_names(),
+                names,
             ))
             .await
         {
             Ok((200, Some(b))) => Ok(b["cursor"].as_str().map(String::from)),
-            Ok((404, Some(b))) if b["error"]["code"] == "VaultNotFound" => {
-                Err(FetchError::Access("VaultNotFound".into()))
-            }
-            Ok((404 | 400 | 405 | 501, _)) => Ok(None),
+            Ok((s, b)) if feed_unsupported(s, b.as_ref()) => Ok(None),
             Ok((s, b)) => Err(classify(strongbox_client::http_error(s, b.as_ref()))),
             Err(e) => Err(classify(e)),
         }
@@ -775,11 +766,11 @@ impl Engine {
             }
             // Nothing referenced: nothing to follow. More names than the server takes in one
             // request: poll instead.
-            let names = self.feed_names().len();
-            let following = feed && names > 0 && names <= MAX_FEED_NAMES;
+            let names = self.feed_names();
+            let following = feed && !names.is_empty() && names.len() <= MAX_FEED_NAMES;
             self.shared.feed_active.store(following, Ordering::Relaxed);
             if following && cursor.is_none() {
-                match self.head().await {
+                match self.head(&names).await {
                     Ok(Some(c)) => cursor = Some(c),
                     Ok(None) => feed = false,
                     Err(e) => {
@@ -806,12 +797,8 @@ impl Engine {
                 continue;
             }
             let c = cursor.clone().unwrap_or_default();
-            let call = secrets::changes_named(
-                &self.shared.vault_uri(),
-                Some(&c),
-                FEED_WAIT_SECS,
-                &self.feed_names(),
-            );
+            let call =
+                secrets::changes_named(&self.shared.vault_uri(), Some(&c), FEED_WAIT_SECS, &names);
             let shared = self.shared.clone();
             let r = tokio::select! {
                 r = self.vault_call(call) => Some(r),
@@ -845,12 +832,7 @@ impl Engine {
                     cursor = None;
                     need_full = true;
                 }
-                Some(Ok((404, Some(b)))) if b["error"]["code"] == "VaultNotFound" => {
-                    need_full |= self
-                        .failed(FetchError::Access("VaultNotFound".into()))
-                        .await;
-                }
-                Some(Ok((404 | 400 | 405 | 501, _))) => {
+                Some(Ok((s, b))) if feed_unsupported(s, b.as_ref()) => {
                     feed = false;
                     cursor = None;
                 }
