@@ -30,12 +30,9 @@ pub enum SecretType {
     BasicAuth,
 }
 
+/// How a synced secret is delivered, as create and add-from-vault both take it.
 #[derive(Args, Debug, Clone)]
-pub struct Shape {
-    /// A key and the vault secret it comes from: KEY=SECRET (repeatable). SECRET may be a name,
-    /// NAME/VERSION to pin a version, or a full secret id in this edge's vault.
-    #[arg(long = "secret", value_name = "KEY=SECRET", required = true)]
-    pub secrets: Vec<String>,
+pub struct Delivery {
     #[arg(long = "type", value_enum, default_value_t = SecretType::Opaque)]
     pub secret_type: SecretType,
     /// Deliver as files into this dir (default: the agent's secrets dir).
@@ -62,8 +59,12 @@ pub enum SyncedSecretCommand {
         a: AgentDir,
         #[arg(long, short = 'n')]
         name: String,
+        /// A key and the vault secret it comes from: KEY=SECRET (repeatable). SECRET may be a
+        /// name, NAME/VERSION to pin a version, or a full secret id in this edge's vault.
+        #[arg(long = "secret", value_name = "KEY=SECRET", required = true)]
+        secrets: Vec<String>,
         #[command(flatten)]
-        shape: Shape,
+        delivery: Delivery,
         #[arg(long)]
         values_file: Option<PathBuf>,
         /// Write new versions of vault secrets that already exist (otherwise refused).
@@ -77,18 +78,11 @@ pub enum SyncedSecretCommand {
         a: AgentDir,
         #[arg(long, short = 'n', required_unless_present = "list")]
         name: Option<String>,
+        /// As for create.
         #[arg(long = "secret", value_name = "KEY=SECRET")]
         secrets: Vec<String>,
-        #[arg(long = "type", value_enum, default_value_t = SecretType::Opaque)]
-        secret_type: SecretType,
-        #[arg(long, conflicts_with = "kube_namespace")]
-        target_dir: Option<PathBuf>,
-        #[arg(long)]
-        kube_namespace: Option<String>,
-        #[arg(long)]
-        keep_last_known: bool,
-        #[arg(long, default_value_t = 30)]
-        wait: u64,
+        #[command(flatten)]
+        delivery: Delivery,
         /// List the vault's secret names (names only) and exit.
         #[arg(long)]
         list: bool,
@@ -265,16 +259,8 @@ fn reference(key: &str, secret: &str) -> Value {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn body(
-    name: &str,
-    refs: &[(String, String)],
-    secret_type: SecretType,
-    target_dir: &Option<PathBuf>,
-    kube_namespace: &Option<String>,
-    keep_last_known: bool,
-) -> anyhow::Result<Value> {
-    let target = match (target_dir, kube_namespace) {
+fn body(name: &str, refs: &[(String, String)], d: &Delivery) -> anyhow::Result<Value> {
+    let target = match (&d.target_dir, &d.kube_namespace) {
         (_, Some(ns)) => json!({"kind": "kubernetes", "namespace": ns}),
         (Some(d), None) => {
             let d = std::path::absolute(d)?;
@@ -284,10 +270,10 @@ fn body(
     };
     Ok(json!({
         "name": name,
-        "type": match secret_type { SecretType::Opaque => "Opaque", SecretType::BasicAuth => "kubernetes.io/basic-auth" },
+        "type": match d.secret_type { SecretType::Opaque => "Opaque", SecretType::BasicAuth => "kubernetes.io/basic-auth" },
         "references": refs.iter().map(|(k, v)| reference(k, v)).collect::<Vec<_>>(),
         "target": target,
-        "onSourceDeleted": if keep_last_known { "keepLastKnown" } else { "remove" },
+        "onSourceDeleted": if d.keep_last_known { "keepLastKnown" } else { "remove" },
     }))
 }
 
@@ -422,12 +408,13 @@ pub async fn synced(g: &Global, command: SyncedSecretCommand) -> anyhow::Result<
         SyncedSecretCommand::Create {
             a,
             name,
-            shape,
+            secrets: given,
+            delivery,
             values_file,
             overwrite,
         } => {
             let api = AgentApi::open(&a)?;
-            let refs = pairs(&shape.secrets)?;
+            let refs = pairs(&given)?;
             let raw = match &values_file {
                 Some(p) if p.as_os_str() != "-" => {
                     std::fs::read(p).with_context(|| format!("reading {}", p.display()))?
@@ -452,14 +439,7 @@ pub async fn synced(g: &Global, command: SyncedSecretCommand) -> anyhow::Result<
                     "the values name the key {extra:?}, which no --secret maps"
                 )));
             }
-            let body = body(
-                &name,
-                &refs,
-                shape.secret_type,
-                &shape.target_dir,
-                &shape.kube_namespace,
-                shape.keep_last_known,
-            )?;
+            let body = body(&name, &refs, &delivery)?;
             // Validate at the edge first, so a bad name or key writes nothing to the vault.
             api.call(
                 reqwest::Method::PUT,
@@ -497,18 +477,14 @@ pub async fn synced(g: &Global, command: SyncedSecretCommand) -> anyhow::Result<
                     .json(&secrets::set(&vault, secret, value, &Default::default()))
                     .await?;
             }
-            let v = put_synced(&api, &name, body, shape.wait).await?;
+            let v = put_synced(&api, &name, body, delivery.wait).await?;
             output::one(g.output, &synced_cols(), &v);
         }
         SyncedSecretCommand::AddFromVault {
             a,
             name,
-            secrets: list,
-            secret_type,
-            target_dir,
-            kube_namespace,
-            keep_last_known,
-            wait,
+            secrets: given,
+            delivery,
             list: only_list,
         } => {
             let api = AgentApi::open(&a)?;
@@ -535,21 +511,14 @@ pub async fn synced(g: &Global, command: SyncedSecretCommand) -> anyhow::Result<
                 return Ok(ExitCode::SUCCESS);
             }
             let name = name.unwrap_or_default();
-            if list.is_empty() {
+            if given.is_empty() {
                 return Err(usage(
                     "name at least one --secret KEY=SECRET (see --list for the vault's names)",
                 ));
             }
-            let refs = pairs(&list)?;
-            let body = body(
-                &name,
-                &refs,
-                secret_type,
-                &target_dir,
-                &kube_namespace,
-                keep_last_known,
-            )?;
-            let v = put_synced(&api, &name, body, wait).await?;
+            let refs = pairs(&given)?;
+            let body = body(&name, &refs, &delivery)?;
+            let v = put_synced(&api, &name, body, delivery.wait).await?;
             output::one(g.output, &synced_cols(), &v);
         }
         SyncedSecretCommand::List { a } => list(g, &a, "synced-secrets", &synced_cols()).await?,

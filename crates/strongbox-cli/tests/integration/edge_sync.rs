@@ -149,6 +149,22 @@ impl Edge {
             .unwrap()
     }
 
+    /// Waits until the synced secret's status is `state`; returns it.
+    async fn wait_state(&self, name: &str, state: &str, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.show(name);
+            if v["status"]["state"] == state {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited {secs} s for {state}: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     fn file(&self, synced: &str, key: &str) -> Option<String> {
         std::fs::read_to_string(self.secrets_dir.join(synced).join(key)).ok()
     }
@@ -603,34 +619,18 @@ async fn synced_secrets_follow_the_vault_and_refuse_what_the_edge_must_refuse() 
         &e.creds,
     );
     e.edge_ok(&["synced-secret", "sync"]);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let v = e.show("guarded");
-        if v["status"]["state"] == "Error" {
-            assert!(
-                v["status"]["reason"]
-                    .as_str()
-                    .unwrap()
-                    .contains("AccessLost"),
-                "{v}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "{v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let v = e.wait_state("guarded", "Error", 15).await;
+    assert!(
+        v["status"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("AccessLost"),
+        "{v}"
+    );
     assert_eq!(e.file("guarded", "v").as_deref(), Some("still-here"));
     ok(&["device", "recover-access", "-n", "edge1"], &e.creds);
     e.edge_ok(&["synced-secret", "sync"]);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let v = e.show("guarded");
-        if v["status"]["state"] == "Synced" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    e.wait_state("guarded", "Synced", 15).await;
 }
 
 fn shown_version(e: &Edge, name: &str) -> String {
@@ -749,15 +749,7 @@ async fn the_edge_serves_through_an_outage_and_converges_after_it() {
     }
     e.wait_file("db", "password", Some("changed-during-outage"), 30)
         .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let v = e.show("db");
-        if v["status"]["state"] == "Synced" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    e.wait_state("db", "Synced", 10).await;
     // Nothing of the value sits in the agent's data dir in the clear.
     for entry in walk(&e.agent_dir) {
         let bytes = std::fs::read(&entry).unwrap_or_default();
@@ -863,22 +855,14 @@ async fn after_a_purged_vault_is_recovered_as_a_new_one_the_edge_follows_it() {
     ok(&["vault", "delete", "-n", &e.vault], &e.creds);
     ok(&["vault", "purge", "-n", &e.vault], &e.creds);
     e.edge_ok(&["synced-secret", "sync"]);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let v = e.show("db");
-        if v["status"]["state"] == "Error" {
-            assert!(
-                v["status"]["reason"]
-                    .as_str()
-                    .unwrap()
-                    .contains("VaultNotFound"),
-                "{v}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "{v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let v = e.wait_state("db", "Error", 15).await;
+    assert!(
+        v["status"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("VaultNotFound"),
+        "{v}"
+    );
     assert_eq!(e.file("db", "password").as_deref(), Some("old-vault-value"));
 
     // Recovery makes a new vault; its secrets are synced from there without an agent restart.
@@ -911,15 +895,7 @@ async fn after_a_purged_vault_is_recovered_as_a_new_one_the_edge_follows_it() {
     e.edge_ok(&["synced-secret", "sync"]);
     e.wait_file("db", "password", Some("new-vault-value"), 30)
         .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let v = e.show("db");
-        if v["status"]["state"] == "Synced" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    e.wait_state("db", "Synced", 10).await;
     // Later changes arrive through the new vault's feed.
     set_secret(&e.creds, "edge1-kv2", "db-pass", "newer-value");
     e.wait_file("db", "password", Some("newer-value"), 10).await;
