@@ -17,6 +17,13 @@ use strongbox_domain::secrets::SecretService;
 use strongbox_identity::TokenService;
 use strongbox_store::Store;
 
+/// Whether a JSON text is an object. Every request body of both APIs is one; serde would take an
+/// array as a struct's fields in order (`[]` becoming an empty update), so callers refuse the rest
+/// before parsing.
+pub(crate) fn is_json_object(body: &[u8]) -> bool {
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
 /// Largest request body accepted (a restore blob of a secret with many versions).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 

@@ -536,11 +536,11 @@ impl SecretService {
         let vault = grant.vault();
         let value = rows
             .iter()
+            // Azure names a deleted item by its secret id (`…/secrets/NAME`); the
+            // `/deletedsecrets/` URL is only its recoveryId (the Rust SDK's resource_id() parses
+            // the former and refuses the latter).
             .map(|(s, v)| DeletedSecretItem {
-                item: SecretItem {
-                    id: format!("{}/deletedsecrets/{}", info.base_url, s.display_name),
-                    ..Self::item(vault, info, &s.display_name, v, None)
-                },
+                item: Self::item(vault, info, &s.display_name, v, None),
                 deletion: Self::deletion(info, s),
             })
             .collect();

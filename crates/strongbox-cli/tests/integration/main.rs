@@ -26,3 +26,4 @@ mod management;
 mod mgmt_insights;
 mod postgres;
 mod rbac_matrix;
+mod rust_sdk;
