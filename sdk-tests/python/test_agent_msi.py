@@ -178,6 +178,24 @@ def test_unmodified_sdk_reads_a_device_secret_through_the_agent(sb, edge):
     assert set(ARC_DIR.glob("strongbox-*.key")) <= before, "used challenge files are removed"
 
 
+def test_azure_vault_resource_name_through_the_agent(sb, edge):
+    """A workload asking the agent for https://vault.azure.net gets a token the vault takes."""
+    name, vault, agent = edge
+    clean = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "REQUESTS_CA_BUNDLE": sb.creds["ca_cert"],
+        "SSL_CERT_FILE": sb.creds["ca_cert"],
+        **agent.env,
+    }
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "workloads" / "read_as_azure_vault.py"),
+         sb.vault_url(vault), f"{name}-bmc-password"],
+        env=clean, capture_output=True, text=True, timeout=120,
+    )
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["status"] == 200 and len(out["value"]) == 24, (out, proc.stderr)
+
+
 def test_the_protocol_step_by_step_and_its_refusals(sb, edge):
     _, _, agent = edge
     resource = f"https://vault.localhost:{sb.port}"

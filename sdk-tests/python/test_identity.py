@@ -275,6 +275,25 @@ def test_user_assigned_identity_selected_by_client_id(world, form):
     assert code == 1 and out["error"] == "HttpResponseError" and "ForbiddenByRbac" in out["message"], out
 
 
+@pytest.mark.parametrize("form", ["app-service", "arc"])
+def test_azure_vault_resource_name_gives_a_vault_token(world, form):
+    """ManagedIdentityCredential asked for https://vault.azure.net gets a token the vault takes."""
+    if form == "arc":
+        _need_arc(world)
+    name = unique("uami")
+    identity = world.msi.user_assigned_identities.create_or_update(RG, name, {"location": "local"})
+    vault, scope = world.rbac_vault_with_secret("api-key", "k-azure-name")
+    world.assign(scope, SECRETS_USER, identity.principal_id)
+    env = world.env("--name", name, form=form)
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "workloads" / "read_as_azure_vault.py"),
+         world.sb.vault_url(vault), "api-key", identity.client_id],
+        env=clean, capture_output=True, text=True, timeout=120,
+    )
+    assert json.loads(proc.stdout.splitlines()[-1]) == {"status": 200, "value": "k-azure-name"}, proc.stderr
+
+
 def test_app_service_form_refuses_a_wrong_header(world):
     name = unique("uami")
     world.msi.user_assigned_identities.create_or_update(RG, name, {"location": "local"})

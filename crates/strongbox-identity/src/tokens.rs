@@ -13,6 +13,25 @@ use strongbox_types::token::*;
 
 /// Lifetime of issued access tokens.
 const TOKEN_LIFETIME_SECS: i64 = 3600;
+
+/// Azure Key Vault's resource identifiers (public cloud, China, US Government), accepted as names
+/// of Strongbox's vaults: a token asked for one of them is a vault token.
+const AZURE_VAULT_RESOURCES: &[&str] = &[
+    "https://vault.azure.net",
+    "https://vault.azure.cn",
+    "https://vault.usgovcloudapi.net",
+];
+
+/// Azure Resource Manager's resource identifiers (and their classic aliases), accepted as names of
+/// the management API.
+const AZURE_MANAGEMENT_RESOURCES: &[&str] = &[
+    "https://management.azure.com",
+    "https://management.core.windows.net",
+    "https://management.chinacloudapi.cn",
+    "https://management.core.chinacloudapi.cn",
+    "https://management.usgovcloudapi.net",
+    "https://management.core.usgovcloudapi.net",
+];
 /// Tolerated clock difference for `nbf`.
 const LEEWAY_SECS: i64 = 60;
 /// Verified tokens remembered; the cache is cleared when it fills.
@@ -59,6 +78,8 @@ pub enum Plane {
     Vault,
     /// The management API (vaults, locks, role assignments…).
     Management,
+    /// The directory lookups (a Microsoft Graph subset) that the Azure CLI makes.
+    Graph,
 }
 
 struct Signer {
@@ -379,24 +400,37 @@ impl TokenService {
         }
     }
 
-    /// The audience a requested resource maps to: the vaults' resource, or one of the names the
-    /// management API answers to (our authority, and ARM's own, so SDK defaults work).
+    /// The audience a requested resource maps to: the vaults' resource (also under Azure Key
+    /// Vault's own names, which docs, samples and workloads hard-code), or one of the names the
+    /// management API answers to (our authority, and ARM's own, so SDK and CLI defaults work).
     pub fn audience_for(&self, resource: &str) -> Option<String> {
         let r = resource.trim_end_matches('/');
-        if r.eq_ignore_ascii_case(&self.audience) {
+        if r.eq_ignore_ascii_case(&self.audience)
+            || AZURE_VAULT_RESOURCES
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(r))
+        {
             return Some(self.audience.clone());
         }
         self.management_audiences()
             .into_iter()
+            .chain(self.graph_audiences())
             .find(|m| m.eq_ignore_ascii_case(r))
     }
 
-    pub fn management_audiences(&self) -> Vec<String> {
+    /// The names the directory (Graph) API answers to: `{authority}/graph`, and Microsoft
+    /// Graph's own.
+    pub fn graph_audiences(&self) -> Vec<String> {
         vec![
-            self.authority.clone(),
-            "https://management.azure.com".into(),
-            "https://management.core.windows.net".into(),
+            format!("{}/graph", self.authority),
+            "https://graph.microsoft.com".into(),
         ]
+    }
+
+    pub fn management_audiences(&self) -> Vec<String> {
+        std::iter::once(self.authority.clone())
+            .chain(AZURE_MANAGEMENT_RESOURCES.iter().map(|a| a.to_string()))
+            .collect()
     }
 
     /// Issues an access token for `principal` (already authenticated by the caller) with `aud`.
@@ -447,6 +481,7 @@ impl TokenService {
         let audiences = match plane {
             Plane::Vault => vec![self.audience.clone()],
             Plane::Management => self.management_audiences(),
+            Plane::Graph => self.graph_audiences(),
         };
         if let Some((caller, exp, aud)) = self.cache.lock().expect("lock").get(token).cloned() {
             if !audiences.iter().any(|a| a.eq_ignore_ascii_case(&aud)) {
