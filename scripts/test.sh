@@ -46,6 +46,12 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r sdk-tests/python/requirements.txt
+# The Azure CLI pins its own management SDKs, so it gets a venv of its own.
+if [ ! -x .venv-az/bin/python ]; then
+  python3 -m venv .venv-az
+fi
+.venv-az/bin/pip install --quiet --disable-pip-version-check -r sdk-tests/python/requirements-azcli.txt
+export STRONGBOX_AZ="$root/.venv-az/bin/az"
 # `cargo test --workspace` above built the binary the SDK tests run.
 STRONGBOX_BIN="$root/target/debug/strongbox" .venv/bin/python -m pytest -q sdk-tests/python
 

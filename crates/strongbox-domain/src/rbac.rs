@@ -214,9 +214,46 @@ pub fn permits(assignments: &[RoleAssignmentRow], target: &str, action: &str, da
     })
 }
 
+/// The subscriptions a principal sees in ARM's subscription list: those in which it holds a role
+/// at any scope (the subscription, a group, a resource), as in Azure. Lowercase ids.
+pub fn subscriptions_in_reach(
+    assignments: &[RoleAssignmentRow],
+) -> std::collections::BTreeSet<String> {
+    assignments
+        .iter()
+        .filter_map(|a| {
+            let mut parts = a.scope.split('/');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(""), Some(kind), Some(id))
+                    if kind.eq_ignore_ascii_case("subscriptions") && !id.is_empty() =>
+                {
+                    Some(id.to_ascii_lowercase())
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subscriptions_in_reach_are_those_of_any_assignment_scope() {
+        let a = [
+            assignment("/subscriptions/S1", READER),
+            assignment("/subscriptions/s2/resourceGroups/rg", READER),
+            assignment(
+                "/subscriptions/s2/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v",
+                OWNER,
+            ),
+            assignment("/", READER),
+            assignment("/providers/Microsoft.Management/managementGroups/m", READER),
+        ];
+        let got: Vec<String> = subscriptions_in_reach(&a).into_iter().collect();
+        assert_eq!(got, ["s1", "s2"]);
+    }
 
     fn assignment(scope: &str, role: &str) -> RoleAssignmentRow {
         RoleAssignmentRow {

@@ -148,6 +148,12 @@ pub fn subscription_chain(subscription_id: &str) -> String {
     format!("subscription:{subscription_id}")
 }
 
+/// The audit chain of tenant-level operations (listing subscriptions and tenants), named by the
+/// verified caller's tenant.
+pub fn tenant_chain(tenant_id: &str) -> String {
+    format!("tenant:{tenant_id}")
+}
+
 pub fn resource_group_id(subscription_id: &str, resource_group: &str) -> String {
     format!("/subscriptions/{subscription_id}/resourceGroups/{resource_group}")
 }
@@ -1248,6 +1254,27 @@ pub async fn list(
         out.push(load(store, v).await?.wire(host));
     }
     Ok((out, next))
+}
+
+/// The live vault of that name in the subscription, as a list of zero or one (a generic resource
+/// list filtered by `name eq`, which the Azure CLI uses to find a vault's resource group).
+pub async fn list_named(
+    store: &dyn Store,
+    host: &VaultHost,
+    subscription_id: &str,
+    name: &str,
+) -> Result<Vec<Vault>, MgmtError> {
+    require_subscription(store, subscription_id).await?;
+    let Ok(name) = vault_name(name) else {
+        // A name no vault can have matches nothing.
+        return Ok(Vec::new());
+    };
+    match store.get_vault_by_name(&name).await? {
+        Some(v) if v.subscription_id == subscription_id && v.deleted.is_none() => {
+            Ok(vec![load(store, v).await?.wire(host)])
+        }
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// Whether a vault could be created with this name now (names are unique across the

@@ -4,7 +4,7 @@
 //! quoting the input, the audit chain a request joins, and the audit record of the outcome,
 //! allowed or refused (fail closed: no durable record, no response).
 
-use super::{ArmError, MgmtCaller};
+use super::{ArmError, verified_caller};
 use crate::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -20,6 +20,7 @@ use std::sync::Arc;
 use strongbox_domain::Caller;
 use strongbox_domain::audit::management_entry;
 use strongbox_domain::vault_lifecycle::{AuditCtx, MgmtError, MgmtErrorKind, VaultHost};
+use strongbox_identity::Plane;
 use strongbox_store::AuditEntry;
 
 /// Largest vault or lock request body: a vault with 1024 access policies fits.
@@ -130,9 +131,14 @@ impl FromRequestParts<Arc<AppState>> for ArmCtx {
         parts: &mut Parts,
         app: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let caller = MgmtCaller::from_request_parts(parts, app)
-            .await
-            .map(|c| c.0);
+        Ok(ArmCtx::new(parts, app, Plane::Management).await)
+    }
+}
+
+impl ArmCtx {
+    /// The context of a request whose bearer token must be valid for `plane`.
+    pub async fn new(parts: &Parts, app: &AppState, plane: Plane) -> ArmCtx {
+        let caller = verified_caller(parts, app, plane).await;
         let query: Vec<(String, String)> = parts
             .uri
             .query()
@@ -156,7 +162,7 @@ impl FromRequestParts<Arc<AppState>> for ArmCtx {
             })
             .unwrap_or("localhost")
             .to_ascii_lowercase();
-        Ok(ArmCtx {
+        ArmCtx {
             caller,
             query,
             correlation_id: correlation_id(&parts.headers),
@@ -167,7 +173,7 @@ impl FromRequestParts<Arc<AppState>> for ArmCtx {
                 .unwrap_or_default(),
             base_url: format!("https://{host}"),
             path: parts.uri.path().to_string(),
-        })
+        }
     }
 }
 
@@ -380,6 +386,12 @@ pub fn json_body<T: DeserializeOwned>(
         return Err(bad(
             "InvalidRequestContent",
             "The request content is empty.",
+        ));
+    }
+    if !crate::is_json_object(bytes) {
+        return Err(bad(
+            "InvalidRequestContent",
+            "The request content must be a JSON object.",
         ));
     }
     serde_json::from_slice(bytes).map_err(|e| {

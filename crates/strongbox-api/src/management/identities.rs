@@ -37,6 +37,9 @@ const API_VERSIONS: &[&str] = &[
     "2023-01-31",
     "2023-07-31-preview",
     "2024-11-30",
+    // The Azure CLI's `az identity` (2.91) sends these.
+    "2025-01-31-preview",
+    "2025-05-31-preview",
 ];
 
 pub fn routes() -> Router<Arc<AppState>> {

@@ -8,7 +8,6 @@
 mod insights;
 
 use crate::AppState;
-use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,9 +18,11 @@ use strongbox_identity::Plane;
 
 mod context;
 mod devices;
+mod graph;
 mod identities;
 mod locks;
 mod role_assignments;
+mod subscriptions;
 mod vaults;
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -32,6 +33,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(identities::routes())
         .merge(insights::routes())
         .merge(devices::routes())
+        .merge(subscriptions::routes())
+        .merge(graph::routes())
 }
 
 /// An error in ARM's shape: `{"error":{"code","message"}}`.
@@ -109,39 +112,27 @@ impl IntoResponse for ArmError {
     }
 }
 
-/// The verified caller of a management request.
-#[derive(Debug, Clone)]
-pub struct MgmtCaller(pub Caller);
-
-impl FromRequestParts<Arc<AppState>> for MgmtCaller {
-    type Rejection = ArmError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &Arc<AppState>,
-    ) -> Result<Self, Self::Rejection> {
-        let unauthorized =
-            |m: String| ArmError::new(StatusCode::UNAUTHORIZED, "AuthenticationFailed", m);
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                unauthorized("Authentication failed. The 'Authorization' header is missing.".into())
-            })?;
-        let caller = app
-            .tokens
-            .verify(token, Plane::Management)
-            .await
-            .map_err(|e| unauthorized(e.to_string()))?;
-        Ok(MgmtCaller(caller))
-    }
+/// The caller of a request whose bearer token is valid for `plane`, or the 401 to answer.
+async fn verified_caller(parts: &Parts, app: &AppState, plane: Plane) -> Result<Caller, ArmError> {
+    let unauthorized =
+        |m: String| ArmError::new(StatusCode::UNAUTHORIZED, "AuthenticationFailed", m);
+    let token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            unauthorized("Authentication failed. The 'Authorization' header is missing.".into())
+        })?;
+    app.tokens
+        .verify(token, plane)
+        .await
+        .map_err(|e| unauthorized(e.to_string()))
 }
 
 /// Requires that the caller holds `action` at `scope` (an ARM id) through a role assignment at

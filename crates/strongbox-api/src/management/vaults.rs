@@ -67,6 +67,18 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route(DELETED_VAULT, get(get_deleted).fallback(method_not_allowed))
         .route(
+            "/subscriptions/{subscriptionId}/providers/Microsoft.KeyVault/managedHSMs",
+            get(no_hsms).fallback(method_not_allowed),
+        )
+        .route(
+            "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.KeyVault/managedHSMs",
+            get(no_hsms).fallback(method_not_allowed),
+        )
+        .route(
+            "/subscriptions/{subscriptionId}/providers/Microsoft.KeyVault/deletedManagedHSMs",
+            get(no_hsms).fallback(method_not_allowed),
+        )
+        .route(
             &format!("{DELETED_VAULT}/purge"),
             post(purge_deleted).fallback(method_not_allowed),
         )
@@ -247,13 +259,16 @@ async fn list_resources(
         Err(e) => return bad_path(e),
     };
     let scope = format!("/subscriptions/{sub}");
-    let outcome = match ctx.query("$filter") {
+    let outcome = match ctx.query("$filter").map(ResourceFilter::parse) {
         // Authentication first, so an anonymous caller learns nothing from the filter check.
-        Some(f) if !is_vault_type_filter(f) => ctx.check(ApiVersions::Dates).and_then(|_| {
+        Some(None) => ctx.check(ApiVersions::Dates).and_then(|_| {
             Err(super::ArmError::bad_request(
-                "The $filter is not supported: use resourceType eq 'Microsoft.KeyVault/vaults'.",
+                "The $filter is not supported: use resourceType eq 'Microsoft.KeyVault/vaults', optionally with and name eq 'NAME'.",
             ))
         }),
+        Some(Some(ResourceFilter { name: Some(name) })) => {
+            list_named(&app, &ctx, &sub, &name, &scope).await
+        }
         _ => list(&app, &ctx, &sub, None, &scope).await,
     };
     let chain = lifecycle::subscription_audit_chain(&*app.store, &sub).await;
@@ -261,13 +276,82 @@ async fn list_resources(
         .await
 }
 
-/// `resourceType eq 'Microsoft.KeyVault/vaults'`, in any case and spacing.
-fn is_vault_type_filter(f: &str) -> bool {
-    let words: Vec<&str> = f.split_whitespace().collect();
-    matches!(words.as_slice(), [field, op, value]
-        if field.eq_ignore_ascii_case("resourceType")
-            && op.eq_ignore_ascii_case("eq")
-            && value.eq_ignore_ascii_case("'Microsoft.KeyVault/vaults'"))
+async fn list_named(app: &AppState, ctx: &ArmCtx, sub: &str, name: &str, scope: &str) -> Outcome {
+    let caller = ctx.check(ApiVersions::Dates)?;
+    require(app, caller, scope, actions::VAULT_READ).await?;
+    let value = lifecycle::list_named(&*app.store, &vault_host(app), sub, name).await?;
+    Ok(Done::json(
+        StatusCode::OK,
+        &ArmList {
+            value,
+            next_link: None,
+        },
+        false,
+    ))
+}
+
+/// The generic-resource `$filter`s served: `resourceType eq 'Microsoft.KeyVault/vaults'`, alone
+/// or joined by `and` to `name eq 'NAME'` (either order, any case and spacing).
+#[derive(Debug, PartialEq)]
+struct ResourceFilter {
+    name: Option<String>,
+}
+
+impl ResourceFilter {
+    fn parse(f: &str) -> Option<ResourceFilter> {
+        let words: Vec<&str> = f.split_whitespace().collect();
+        let mut vaults = false;
+        let mut name = None;
+        for clause in words.split(|w| w.eq_ignore_ascii_case("and")) {
+            let [field, op, value] = clause else {
+                return None;
+            };
+            let quoted = value.strip_prefix('\'')?.strip_suffix('\'')?;
+            if !op.eq_ignore_ascii_case("eq") {
+                return None;
+            }
+            if field.eq_ignore_ascii_case("resourceType")
+                && quoted.eq_ignore_ascii_case("Microsoft.KeyVault/vaults")
+                && !vaults
+            {
+                vaults = true;
+            } else if field.eq_ignore_ascii_case("name") && name.is_none() {
+                name = Some(quoted.to_string());
+            } else {
+                return None;
+            }
+        }
+        vaults.then_some(ResourceFilter { name })
+    }
+}
+
+/// Managed HSMs, which Strongbox does not have: ARM's empty list, so that `az keyvault list` and
+/// `list-deleted` (which ask for vaults and HSMs together) work.
+async fn no_hsms(State(app): State<Arc<AppState>>, ctx: ArmCtx) -> Response {
+    let sub = ctx.path.split('/').nth(2).unwrap_or_default().to_string();
+    let scope = ctx.path.clone();
+    let outcome: Outcome = async {
+        let caller = ctx.check(ApiVersions::Dates)?;
+        require(
+            &app,
+            caller,
+            &format!("/subscriptions/{sub}"),
+            actions::VAULT_READ,
+        )
+        .await?;
+        Ok(Done::json(
+            StatusCode::OK,
+            &ArmList::<serde_json::Value> {
+                value: Vec::new(),
+                next_link: None,
+            },
+            false,
+        ))
+    }
+    .await;
+    let chain = subscription_chain(&app, &sub).await;
+    ctx.finish(&app, &chain, &scope, actions::VAULT_READ, outcome)
+        .await
 }
 
 async fn list_deleted(
@@ -374,4 +458,41 @@ async fn check_name_availability(
         outcome,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ResourceFilter;
+
+    #[test]
+    fn resource_filters_name_vaults_and_optionally_one_name() {
+        let p = ResourceFilter::parse;
+        assert_eq!(
+            p("resourceType eq 'Microsoft.KeyVault/vaults'"),
+            Some(ResourceFilter { name: None })
+        );
+        assert_eq!(
+            p("resourceType eq 'Microsoft.KeyVault/vaults' and name eq 'kv1'"),
+            Some(ResourceFilter {
+                name: Some("kv1".into())
+            })
+        );
+        assert_eq!(
+            p("NAME EQ 'kv1' AND resourcetype eq 'microsoft.keyvault/VAULTS'"),
+            Some(ResourceFilter {
+                name: Some("kv1".into())
+            })
+        );
+        for bad in [
+            "",
+            "name eq 'kv1'",
+            "resourceType eq 'Microsoft.Compute/virtualMachines'",
+            "resourceType eq 'Microsoft.KeyVault/vaults' or name eq 'a'",
+            "resourceType eq 'Microsoft.KeyVault/vaults' and name ne 'a'",
+            "resourceType eq 'Microsoft.KeyVault/vaults' and name eq 'a' and name eq 'b'",
+            "resourceType eq Microsoft.KeyVault/vaults",
+        ] {
+            assert_eq!(p(bad), None, "{bad}");
+        }
+    }
 }
