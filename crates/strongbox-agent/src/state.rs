@@ -413,7 +413,7 @@ mod tests {
         let e = run_lock(dir.path()).err().unwrap().to_string();
         assert!(e.contains("another `strongbox agent run`"), "{e}");
         drop(first);
-        run_lock(dir.path()).unwrap();
+        let _again = run_lock(dir.path()).unwrap();
     }
 
     #[test]

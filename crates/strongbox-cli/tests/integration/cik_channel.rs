@@ -80,27 +80,19 @@ impl Rig {
         self.dir.path().join(file)
     }
 
-    /// `device send-secret` of `value` (stdin) or of a file; returns the server's answer.
+    /// `device send-secret` of `value` (stdin); returns the server's answer.
     fn send(&self, name: &str, value: &str) -> Value {
-        let (code, out, err) = run(
-            &[
-                "device",
-                "send-secret",
-                "-n",
-                "edge1",
-                "--secret-name",
-                name,
-                "-o",
-                "json",
-            ],
-            Some(&self.creds),
-            Some(value),
-        );
-        assert_eq!(code, 0, "{err}");
-        serde_json::from_str(&out).unwrap()
+        self.send_with(name, &[], value)
     }
 
+    /// `device send-secret` of a file, with `extra` arguments.
     fn send_file(&self, name: &str, file: &Path, extra: &[&str]) -> Value {
+        let mut args = vec!["--file", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.send_with(name, &args, "")
+    }
+
+    fn send_with(&self, name: &str, extra: &[&str], stdin: &str) -> Value {
         let mut args = vec![
             "device",
             "send-secret",
@@ -108,13 +100,12 @@ impl Rig {
             "edge1",
             "--secret-name",
             name,
-            "--file",
-            file.to_str().unwrap(),
-            "-o",
-            "json",
         ];
         args.extend_from_slice(extra);
-        serde_json::from_str(&ok(&args, Some(&self.creds))).unwrap()
+        args.extend_from_slice(&["-o", "json"]);
+        let (code, out, err) = run(&args, Some(&self.creds), Some(stdin));
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
     }
 
     /// `agent receive` into `out`: (exit code, stdout, stderr).
