@@ -29,6 +29,13 @@ log "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+log "openssl CLI (the CIK channel test makes a PKCS#12 file with it)"
+if ! command -v openssl >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl
+fi
+openssl version
+
 log "PostgreSQL"
 export STRONGBOX_TEST_PG_URL
 pg_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

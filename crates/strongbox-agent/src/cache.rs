@@ -189,12 +189,16 @@ impl TokenCache {
             .unwrap_or_default()
     }
 
-    pub fn save(&self, dir: &StateDir) -> Result<(), Error> {
-        dir.write_sealed(TOKEN_FILE, TOKEN_AAD, self)
+    /// Keeps `token` for `scope` in the sealed file (read, changed and written under the data
+    /// dir's lock, so two token requests at once both keep theirs).
+    pub fn keep(dir: &StateDir, scope: &str, token: &str, exp: i64, now: i64) -> Result<(), Error> {
+        dir.update_sealed(TOKEN_FILE, TOKEN_AAD, |t: &mut TokenCache| {
+            t.put(scope, token, exp, now)
+        })
     }
 
     /// Keeps `token` for `scope`, dropping expired ones.
-    pub fn put(&mut self, scope: &str, token: &str, exp: i64, now: i64) {
+    fn put(&mut self, scope: &str, token: &str, exp: i64, now: i64) {
         self.tokens.retain(|_, (_, e)| *e > now);
         self.tokens
             .insert(scope.to_string(), (token.to_string(), exp));
@@ -259,9 +263,8 @@ mod tests {
     fn identity_tokens_are_kept_sealed_until_they_expire() {
         let dir = tempfile::tempdir().unwrap();
         let sd = StateDir::open(dir.path()).unwrap();
-        let mut t = TokenCache::default();
-        t.put("https://vault/.default", "eyJ-token-text", 100, 0);
-        t.save(&sd).unwrap();
+        TokenCache::keep(&sd, "https://vault/.default", "eyJ-token-text", 100, 0).unwrap();
+        TokenCache::keep(&sd, "other-scope", "eyJ-other", 100, 0).unwrap();
         let raw = std::fs::read(dir.path().join(TOKEN_FILE)).unwrap();
         assert!(!String::from_utf8_lossy(&raw).contains("eyJ-token-text"));
         let back = TokenCache::load(&sd);
@@ -271,5 +274,6 @@ mod tests {
         );
         assert!(back.get("https://vault/.default", 100).is_none());
         assert!(back.get("other", 0).is_none());
+        assert_eq!(back.get("other-scope", 0).unwrap().0, "eyJ-other");
     }
 }

@@ -127,6 +127,8 @@ pub async fn activate(data_dir: &Path, key_text: &str, server_ca: Option<&[u8]>)
         message: m.into(),
     })?;
     let dir = StateDir::open(data_dir)?;
+    // Held from the check to the write: two activations of one dir cannot both pass the check.
+    let held = dir.lock()?;
     if let Some(st) = dir.load()? {
         return Err(Error::Http {
             status: 409,
@@ -183,7 +185,8 @@ pub async fn activate(data_dir: &Path, key_text: &str, server_ca: Option<&[u8]>)
         envelope_seqs: Default::default(),
     };
     // The key is spent: keep the state before anything else can fail.
-    dir.save(&st)?;
+    dir.save(&held, &st)?;
+    drop(held);
     Agent::with(dir, st)
 }
 
@@ -292,6 +295,23 @@ impl Agent {
 
     pub fn state(&self) -> &DeviceState {
         &self.state
+    }
+
+    /// Applies `change` to the stored state (re-read under the data dir's lock, so a change
+    /// another process made meanwhile is kept) and takes the result as this agent's view.
+    fn update<R>(&mut self, change: impl FnOnce(&mut DeviceState) -> Result<R>) -> Result<R> {
+        let (st, r) = self.dir.update(change)?;
+        self.state = st;
+        Ok(r)
+    }
+
+    /// Takes the stored state as this agent's view: a long-running agent sees what the
+    /// one-shot commands changed (the vault it moved to, the CIK it read).
+    fn reload(&mut self) -> Result<()> {
+        if let Some(st) = self.dir.load()? {
+            self.state = st;
+        }
+        Ok(())
     }
 
     /// A vault token by ES256 client assertion with the device's private key.
@@ -444,9 +464,11 @@ impl Agent {
         }
         let uri = body["vaultUri"].as_str().unwrap_or_default().to_string();
         if !uri.is_empty() && uri != self.state.vault_uri {
-            self.state.vault_name = name;
-            self.state.vault_uri = uri;
-            self.dir.save(&self.state)?;
+            self.update(|st| {
+                st.vault_name = name;
+                st.vault_uri = uri;
+                Ok(())
+            })?;
         }
         Ok(request)
     }
@@ -454,6 +476,7 @@ impl Agent {
     /// Pushes the device secrets: each one missing from the vault, or holding another value, is
     /// written with the device's value. Uses only Get and Set.
     pub async fn sync(&mut self) -> Result<SyncReport> {
+        self.reload()?;
         let token = self.token().await?;
         let request = self.refresh_vault(&token).await?;
         let mut report = Vec::new();
@@ -461,7 +484,10 @@ impl Agent {
         let in_vault = self.get(&token, &cik_name).await?;
         let outcome = match (&self.state.cik, in_vault) {
             (None, Some((v, version))) => {
-                self.state.cik = Some(v);
+                self.update(|st| {
+                    st.cik.get_or_insert(v);
+                    Ok(())
+                })?;
                 (Outcome::Read, version)
             }
             (None, None) => {
@@ -499,8 +525,10 @@ impl Agent {
             report.push((name, o));
         }
         let at = now();
-        self.state.last_sync_at = Some(at);
-        self.dir.save(&self.state)?;
+        self.update(|st| {
+            st.last_sync_at = Some(at);
+            Ok(())
+        })?;
         // Every sync is reported (not only a requested one): the service compares the versions
         // with the vault's to tell when someone changed a device secret behind its back.
         let answered = self
@@ -548,10 +576,11 @@ impl Agent {
     }
 
     /// Reads the CIK-channel envelope `name` from the device's vault and opens it with the
-    /// device's CIK copy: (envelope version, plaintext). A changed byte, an envelope sealed
-    /// under another CIK, or one older than an envelope already opened under `name` (a replay)
-    /// is refused; the highest sequence opened per name is kept in the sealed state.
-    pub async fn receive(&mut self, name: &str) -> Result<(String, zeroize::Zeroizing<Vec<u8>>)> {
+    /// device's CIK copy: its version, content type (binary values) and exact bytes. A changed
+    /// byte, an envelope sealed under another CIK, or one older than an envelope already opened
+    /// under `name` (a replay) is refused; the highest sequence opened per name is kept in the
+    /// sealed state.
+    pub async fn receive(&mut self, name: &str) -> Result<strongbox_crypto::cik::Opened> {
         let token = self.token().await?;
         self.refresh_vault(&token).await?;
         let b = match self
@@ -588,20 +617,23 @@ impl Agent {
                     "the envelope {name} did not open with this device's CIK: it was changed after sealing, or sealed for another device; nothing was written"
                 ))
             })?;
-        // Vault names are case-insensitive: so is the replay check.
+        // Checked and recorded in one step under the data dir's lock, against the record on
+        // disk: another receive or a running agent cannot slip an older envelope in between,
+        // nor write back a record without this one. Vault names are case-insensitive: so is
+        // the replay check.
         let key = name.to_ascii_lowercase();
-        let seen = self.state.envelope_seqs.get(&key).copied().unwrap_or(0);
-        if opened.seq < seen {
-            return Err(refused(format!(
-                "the envelope {name} (sequence {}) is older than one this device already opened under that name (sequence {seen}): an old envelope was put back (a replay); nothing was written. Send the current value again with `strongbox device send-secret`",
-                opened.seq
-            )));
-        }
-        if opened.seq > seen {
-            self.state.envelope_seqs.insert(key, opened.seq);
-            self.dir.save(&self.state)?;
-        }
-        Ok((opened.version, opened.plaintext))
+        self.update(|st| {
+            let seen = st.envelope_seqs.get(&key).copied().unwrap_or(0);
+            if opened.seq < seen {
+                return Err(refused(format!(
+                    "the envelope {name} (sequence {}) is older than one this device already opened under that name (sequence {seen}): an old envelope was put back (a replay); nothing was written. Send the current value again with `strongbox device send-secret`",
+                    opened.seq
+                )));
+            }
+            st.envelope_seqs.insert(key, opened.seq);
+            Ok(())
+        })?;
+        Ok(opened)
     }
 
     async fn push(

@@ -2,6 +2,22 @@
 //! under a data key, itself wrapped by the device key file (`device.key`, 32 random bytes, mode
 //! 0600). Nothing in the data dir but that key file holds a secret in the clear: the private
 //! key, the CIK, the recovery key and the BMC password live only inside the sealed payload.
+//!
+//! Writers. The data dir is shared by `strongbox agent run` and the one-shot commands
+//! (`agent activate | sync-secrets | receive`), possibly at the same time, so:
+//! - `state.json` (the [`DeviceState`]) is changed only by [`StateDir::update`]: under an
+//!   exclusive `flock` on `state.lock`, re-read from disk, changed, written back. No process
+//!   writes a copy it read earlier, so no change made by another one is lost (the CIK-channel
+//!   replay record above all). Activation holds the same lock from its check to its write.
+//! - Every file is replaced atomically ([`write_atomically`]: temp file, fsync, rename, fsync of
+//!   the dir), so a crash leaves the old or the new file; the lock is released by the kernel
+//!   when its holder dies.
+//! - `agent run` holds `run.lock` for its life ([`RunLock`]): a second agent on the same data
+//!   dir is refused, which makes it the single writer of what only it writes: `agent.json`
+//!   (its URL and pid), `api.token`, `edge.json` (changed through its local API, which the
+//!   `synced-secret`/`endpoint` commands call), `edge-audit.jsonl`, `edge-cache.sealed`,
+//!   `identity-tokens.sealed` and the delivered files under `--secrets-dir`.
+//! - `device.key` is created once, under the state lock, by whoever opens the dir first.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -11,6 +27,10 @@ use zeroize::Zeroize;
 
 pub const KEY_FILE: &str = "device.key";
 pub const STATE_FILE: &str = "state.json";
+/// Held (flock) by whoever reads, changes and writes a sealed file of the data dir.
+pub const LOCK_FILE: &str = "state.lock";
+/// Held (flock) by `strongbox agent run` for as long as it runs.
+pub const RUN_LOCK_FILE: &str = "run.lock";
 /// Binds the sealed payload to its purpose: it does not open as anything else.
 const AAD: &[u8] = b"strongbox-agent device state v1";
 
@@ -95,6 +115,8 @@ impl StateDir {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| config("securing", dir, e))?;
         }
+        // Two processes opening a new dir at once must not both create (or half-read) the key.
+        let _held = lock_file(&dir.join(LOCK_FILE), Wait::Block)?;
         let root = RootKey::load_or_create_file(&dir.join(KEY_FILE))
             .map_err(|e| Error::Config(e.to_string()))?;
         let path = dir.join(STATE_FILE);
@@ -143,8 +165,30 @@ impl StateDir {
         Ok(Some(st))
     }
 
-    /// Writes the state sealed, atomically (temp file, fsync, rename), mode 0600.
-    pub fn save(&self, st: &DeviceState) -> Result<(), Error> {
+    /// The data dir's state lock, held until the guard is dropped (waits for another holder).
+    pub fn lock(&self) -> Result<StateLock, Error> {
+        lock_file(&self.dir.join(LOCK_FILE), Wait::Block)
+    }
+
+    /// The one way to change a stored state: under the lock, re-read it, apply `change`, write
+    /// it back; returns the state as written and what `change` returned. An error from `change`
+    /// writes nothing.
+    pub fn update<R>(
+        &self,
+        change: impl FnOnce(&mut DeviceState) -> Result<R, Error>,
+    ) -> Result<(DeviceState, R), Error> {
+        let held = self.lock()?;
+        let mut st = self.load()?.ok_or_else(|| {
+            Error::Config(format!("{} holds no activated device", self.dir.display()))
+        })?;
+        let r = change(&mut st)?;
+        self.save(&held, &st)?;
+        Ok((st, r))
+    }
+
+    /// Writes the state sealed, atomically (temp file, fsync, rename), mode 0600; only with
+    /// the state lock held (see [`StateDir::update`]).
+    pub fn save(&self, _held: &StateLock, st: &DeviceState) -> Result<(), Error> {
         let plain = zeroize::Zeroizing::new(serde_json::to_vec(st).expect("state serializes"));
         let env = Envelope {
             v: 1,
@@ -193,7 +237,8 @@ impl StateDir {
             .map_err(|e| config("reading", &path, e))
     }
 
-    /// Writes `value` as JSON sealed under `aad` to `file` of the data dir, atomically.
+    /// Writes `value` as JSON sealed under `aad` to `file` of the data dir, atomically, under
+    /// the state lock.
     pub fn write_sealed<T: Serialize>(
         &self,
         file: &str,
@@ -201,12 +246,73 @@ impl StateDir {
         value: &T,
     ) -> Result<(), Error> {
         let plain = zeroize::Zeroizing::new(serde_json::to_vec(value).expect("value serializes"));
+        let _held = self.lock()?;
+        write_atomically(&self.dir.join(file), &self.seal(aad, &plain))
+    }
+
+    /// Read-modify-write of a sealed JSON file under the state lock; a missing or unreadable
+    /// file starts from `T::default()` (for caches, which the vault can refill).
+    pub fn update_sealed<T: Serialize + serde::de::DeserializeOwned + Default>(
+        &self,
+        file: &str,
+        aad: &[u8],
+        change: impl FnOnce(&mut T),
+    ) -> Result<(), Error> {
+        let _held = self.lock()?;
+        let mut value: T = self
+            .read_sealed(file, aad)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        change(&mut value);
+        let plain = zeroize::Zeroizing::new(serde_json::to_vec(&value).expect("value serializes"));
         write_atomically(&self.dir.join(file), &self.seal(aad, &plain))
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// An exclusive `flock` on a lock file of the data dir, released when dropped (or when the
+/// process dies: a killed holder never leaves the dir locked).
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
+/// Held by `strongbox agent run` for its life: one agent per data dir.
+pub type RunLock = StateLock;
+
+enum Wait {
+    Block,
+    No,
+}
+
+fn lock_file(path: &Path, wait: Wait) -> Result<StateLock, Error> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let f = options.open(path).map_err(|e| config("opening", path, e))?;
+    match wait {
+        Wait::Block => f.lock().map_err(|e| config("locking", path, e))?,
+        Wait::No => f.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => Error::Config(format!(
+                "another `strongbox agent run` uses the data dir {} (it holds {}); stop it first",
+                path.parent().unwrap_or(path).display(),
+                path.display()
+            )),
+            std::fs::TryLockError::Error(e) => config("locking", path, e),
+        })?,
+    }
+    Ok(StateLock { _file: f })
+}
+
+/// Takes the data dir's run lock, or says that another agent runs on it.
+pub fn run_lock(dir: &Path) -> Result<RunLock, Error> {
+    std::fs::create_dir_all(dir).map_err(|e| config("creating", dir, e))?;
+    lock_file(&dir.join(RUN_LOCK_FILE), Wait::No)
 }
 
 /// Replaces `path` with `bytes` atomically and durably: a 0600 temp file, fsync, rename, fsync
@@ -261,11 +367,61 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_writers_through_update_lose_no_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(dir.path()).unwrap();
+        sd.save(&sd.lock().unwrap(), &sample()).unwrap();
+        // Each thread is a separate writer (its own StateDir, as another process would be),
+        // recording its own names while the others write the same file.
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let path = dir.path().to_path_buf();
+                std::thread::spawn(move || {
+                    let sd = StateDir::open(&path).unwrap();
+                    for i in 0..25u64 {
+                        sd.update(|st| {
+                            st.envelope_seqs.insert(format!("t{t}-{i}"), i + 1);
+                            Ok(())
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let st = sd.load().unwrap().unwrap();
+        assert_eq!(st.envelope_seqs.len(), 100);
+        assert_eq!(st.envelope_seqs["t3-24"], 25);
+        // An update whose change fails writes nothing.
+        let before = std::fs::read(dir.path().join(STATE_FILE)).unwrap();
+        assert!(
+            sd.update(|st| {
+                st.envelope_seqs.clear();
+                Err::<(), _>(Error::Config("no".into()))
+            })
+            .is_err()
+        );
+        assert_eq!(std::fs::read(dir.path().join(STATE_FILE)).unwrap(), before);
+    }
+
+    #[test]
+    fn a_second_run_lock_on_one_data_dir_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = run_lock(dir.path()).unwrap();
+        let e = run_lock(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("another `strongbox agent run`"), "{e}");
+        drop(first);
+        let _again = run_lock(dir.path()).unwrap();
+    }
+
+    #[test]
     fn state_round_trips_sealed_and_fails_with_another_key_file() {
         let dir = tempfile::tempdir().unwrap();
         let sd = StateDir::open(dir.path()).unwrap();
         assert!(sd.load().unwrap().is_none());
-        sd.save(&sample()).unwrap();
+        sd.save(&sd.lock().unwrap(), &sample()).unwrap();
         let back = StateDir::open(dir.path()).unwrap().load().unwrap().unwrap();
         assert_eq!(back.bmc_password, "bmc-password-plain");
         let raw = std::fs::read_to_string(dir.path().join(STATE_FILE)).unwrap();
@@ -289,7 +445,7 @@ mod tests {
         // A tampered payload does not open.
         let dir2 = tempfile::tempdir().unwrap();
         let sd = StateDir::open(dir2.path()).unwrap();
-        sd.save(&sample()).unwrap();
+        sd.save(&sd.lock().unwrap(), &sample()).unwrap();
         let mut env: Envelope =
             serde_json::from_slice(&std::fs::read(dir2.path().join(STATE_FILE)).unwrap()).unwrap();
         let mut s = hex::decode(&env.sealed).unwrap();

@@ -273,9 +273,14 @@ impl crate::msi::TokenSource for DeviceTokens {
                 Ok((token, exp)) => {
                     // Kept sealed, so workloads still get a token after an agent restart
                     // while the uplink is down.
-                    let mut kept = crate::cache::TokenCache::load(&agent.dir);
-                    kept.put(scope, &token, exp, crate::now());
-                    if let Err(e) = kept.save(&agent.dir) {
+                    let kept = crate::cache::TokenCache::keep(
+                        &agent.dir,
+                        scope,
+                        &token,
+                        exp,
+                        crate::now(),
+                    );
+                    if let Err(e) = kept {
                         eprintln!("warning: keeping the identity token: {e}");
                     }
                     Ok((token, exp))
@@ -311,6 +316,8 @@ pub async fn run(
     challenge_dir: PathBuf,
     sync: SyncOptions,
 ) -> Result<()> {
+    // One agent per data dir: it is the only writer of the files only it writes (see state).
+    let _running = crate::state::run_lock(&data_dir)?;
     let agent = match crate::Agent::open(&data_dir) {
         Ok(a) => Some(a),
         Err(strongbox_client::Error::Config(m)) if m.contains("no activated device") => None,

@@ -29,7 +29,8 @@ pub enum AgentCommand {
         data_dir: PathBuf,
     },
     /// Read a customer secret sent over the CIK channel (`strongbox device send-secret`), open
-    /// it with the device's CIK, and write it to a new 0600 file (atomically).
+    /// it with the device's CIK, and write its exact bytes to a 0600 file (atomically). Safe
+    /// while `agent run` runs: the replay record is changed under the data dir's lock.
     Receive {
         #[arg(long)]
         data_dir: PathBuf,
@@ -128,10 +129,15 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
             out,
         } => {
             let mut agent = strongbox_agent::Agent::open(&data_dir)?;
-            let (version, value) = agent.receive(&secret_name).await?;
-            write_private(&out, &value)?;
+            let opened = agent.receive(&secret_name).await?;
+            write_private(&out, &opened.plaintext)?;
+            let kind = match &opened.content_type {
+                Some(ct) => format!("{} bytes, {ct}", opened.plaintext.len()),
+                None => "text".to_string(),
+            };
             println!(
-                "wrote {secret_name} (envelope version {version}) to {}",
+                "wrote {secret_name} ({kind}, envelope version {}) to {}",
+                opened.version,
                 out.display()
             );
         }
@@ -176,7 +182,8 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Writes `data` to `path` readable by the owner only: a 0600 temporary file beside it, synced,
-/// then renamed over `path`, so a reader never sees a partial file.
+/// then renamed over `path` and the directory synced, so a reader never sees a partial file
+/// and a crash leaves the old or the new one.
 fn write_private(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -197,7 +204,9 @@ fn write_private(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
             .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        // The rename itself is durable only once the directory is synced.
+        std::fs::File::open(dir)?.sync_all()
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);

@@ -75,9 +75,14 @@ pub enum DeviceCommand {
         resource_group: Option<String>,
         #[arg(long)]
         secret_name: String,
-        /// Read the value from this file (`-` or absent: stdin).
+        /// Read the value from this file (`-` or absent: stdin). Any bytes: UTF-8 text travels
+        /// as text, anything else as binary (application/octet-stream unless --content-type).
         #[arg(long, short = 'f')]
         file: Option<std::path::PathBuf>,
+        /// Send the value as binary with this content type (e.g. application/x-pkcs12); the
+        /// device writes back exactly the bytes sent.
+        #[arg(long)]
+        content_type: Option<String>,
     },
     /// Restore the device identity's Get and Set on its vault (the same repair as recover-vault).
     RecoverAccess {
@@ -220,6 +225,7 @@ pub async fn run(g: &Global, command: DeviceCommand) -> anyhow::Result<ExitCode>
             resource_group,
             secret_name,
             file,
+            content_type,
         } => {
             let rg = context::resource_group(&resource_group, &c)?;
             let group = Group {
@@ -236,9 +242,21 @@ pub async fn run(g: &Global, command: DeviceCommand) -> anyhow::Result<ExitCode>
                     b
                 }
             };
-            let value = zeroize::Zeroizing::new(String::from_utf8(bytes).map_err(|_| {
-                crate::exit::usage("The value must be UTF-8 text; nothing was sent.")
-            })?);
+            let bytes = zeroize::Zeroizing::new(bytes);
+            // Text stays text (readable by agents that predate binary values); anything else
+            // travels as base64 with its content type and comes out byte for byte.
+            let content_type = content_type.or_else(|| {
+                std::str::from_utf8(&bytes)
+                    .is_err()
+                    .then(|| "application/octet-stream".to_string())
+            });
+            let value = zeroize::Zeroizing::new(match content_type {
+                None => String::from_utf8_lossy(&bytes).into_owned(),
+                Some(_) => {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD.encode(&*bytes)
+                }
+            });
             let r = c
                 .json(&arm::device_send_secret(
                     &base,
@@ -246,13 +264,18 @@ pub async fn run(g: &Global, command: DeviceCommand) -> anyhow::Result<ExitCode>
                     &name,
                     &secret_name,
                     &value,
+                    content_type.as_deref(),
                 ))
                 .await?;
             if g.output == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
+                let kind = match content_type.as_deref() {
+                    Some(ct) => format!("{} bytes, {ct}", bytes.len()),
+                    None => "text".to_string(),
+                };
                 println!(
-                    "Sent '{secret_name}' to device '{name}' sealed under its CIK (vault {}, envelope version {}). On the device: strongbox agent receive --secret-name {secret_name} --out FILE",
+                    "Sent '{secret_name}' ({kind}) to device '{name}' sealed under its CIK (vault {}, envelope version {}). On the device: strongbox agent receive --secret-name {secret_name} --out FILE",
                     s(&r, "/vaultName"),
                     s(&r, "/envelopeVersion")
                 );

@@ -634,10 +634,22 @@ pub fn device_sync_secrets(base: &str, g: &Group, name: &str) -> Call {
     call(Method::POST, base, &path, DEVICES_API).body(json!({}))
 }
 
-/// Sends a customer secret to the device, sealed under its CIK.
-pub fn device_send_secret(base: &str, g: &Group, name: &str, secret: &str, value: &str) -> Call {
+/// Sends a customer secret to the device, sealed under its CIK: text, or (with a content type)
+/// the base64 of any bytes.
+pub fn device_send_secret(
+    base: &str,
+    g: &Group,
+    name: &str,
+    secret: &str,
+    value: &str,
+    content_type: Option<&str>,
+) -> Call {
     let path = format!("{}/sendSecret", device_path(g, name));
-    call(Method::POST, base, &path, DEVICES_API).body(json!({"secretName": secret, "value": value}))
+    let mut body = json!({"secretName": secret, "value": value});
+    if let Some(ct) = content_type {
+        body["contentType"] = json!(ct);
+    }
+    call(Method::POST, base, &path, DEVICES_API).body(body)
 }
 
 /// The alerts a device raises now.

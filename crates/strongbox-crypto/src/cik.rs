@@ -13,7 +13,11 @@
 //! so a device that remembers the highest sequence it opened under a name can refuse an older
 //! envelope put back under that name (a restored backup or an old value set again: a replay).
 //!
-//! Wire form: `sbcik2.<version>.<sequence>.<base64url(nonce || ciphertext || tag)>`.
+//! Wire form: `sbcik2.<version>.<sequence>.<base64url(nonce || ciphertext || tag)>` for text
+//! (what every sender wrote before binary values existed, and still writes for text), and
+//! `sbcik3.<…same…>` for a value with a content type: its plaintext is `len || content type ||
+//! the value's bytes` (len one byte), so the type is sealed with the bytes. The prefix is part of
+//! the associated data: neither form opens as the other.
 
 use crate::CryptoError;
 use base64::Engine;
@@ -27,6 +31,9 @@ use zeroize::Zeroizing;
 /// Content type the sealed envelope is stored under in the vault.
 pub const CONTENT_TYPE: &str = "application/vnd.strongbox.cik-envelope";
 const PREFIX: &str = "sbcik2";
+const PREFIX_TYPED: &str = "sbcik3";
+/// Longest content type a typed envelope carries.
+pub const MAX_CONTENT_TYPE: usize = 255;
 const LABEL: &[u8] = b"strongbox cik channel v1: customer secret envelope";
 const NONCE_LEN: usize = 24;
 
@@ -39,9 +46,9 @@ fn cipher(cik: &[u8]) -> XChaCha20Poly1305 {
     XChaCha20Poly1305::new(k.into())
 }
 
-fn aad(device_id: &str, name: &str, version: &str, seq: u64) -> Vec<u8> {
+fn aad(prefix: &str, device_id: &str, name: &str, version: &str, seq: u64) -> Vec<u8> {
     // Length-prefixed fields: no two (device, name, version) triples encode alike.
-    let mut out = PREFIX.as_bytes().to_vec();
+    let mut out = prefix.as_bytes().to_vec();
     for f in [device_id, name, version] {
         out.extend_from_slice(&(f.len() as u32).to_be_bytes());
         out.extend_from_slice(f.as_bytes());
@@ -55,39 +62,66 @@ pub struct Opened {
     pub version: String,
     /// The sender's sequence number for this name (authenticated).
     pub seq: u64,
+    /// The value's content type (authenticated); `None` for a text envelope.
+    pub content_type: Option<String>,
+    /// The value's bytes, exactly as sent.
     pub plaintext: Zeroizing<Vec<u8>>,
 }
 
-/// Seals `plaintext` for `device_id`'s secret `name` at `version` (an id the sender picks) and
-/// sequence `seq` (larger than that of any earlier envelope under `name`).
-pub fn seal(
-    cik: &[u8],
-    device_id: &str,
-    name: &str,
-    version: &str,
-    seq: u64,
-    plaintext: &[u8],
-) -> String {
+/// Where an envelope goes: `device_id`'s secret `name` at `version` (an id the sender picks)
+/// and sequence `seq` (larger than that of any earlier envelope under `name`).
+pub struct Label<'a> {
+    pub device_id: &'a str,
+    pub name: &'a str,
+    pub version: &'a str,
+    pub seq: u64,
+}
+
+fn seal_with(cik: &[u8], prefix: &str, l: &Label, plaintext: &[u8]) -> String {
     let nonce = crate::random_bytes::<NONCE_LEN>();
     let ct = cipher(cik)
         .encrypt(
             &XNonce::from(nonce),
             Payload {
                 msg: plaintext,
-                aad: &aad(device_id, name, version, seq),
+                aad: &aad(prefix, l.device_id, l.name, l.version, l.seq),
             },
         )
         .expect("XChaCha20-Poly1305 encryption does not fail");
     let mut body = nonce.to_vec();
     body.extend_from_slice(&ct);
-    format!("{PREFIX}.{version}.{seq}.{}", B64.encode(&body))
+    format!("{prefix}.{}.{}.{}", l.version, l.seq, B64.encode(&body))
+}
+
+/// Seals a text value (the `sbcik2` form).
+pub fn seal(cik: &[u8], label: &Label, plaintext: &[u8]) -> String {
+    seal_with(cik, PREFIX, label, plaintext)
+}
+
+/// Seals any bytes with their content type (the `sbcik3` form). The content type must be 1 to
+/// [`MAX_CONTENT_TYPE`] bytes.
+pub fn seal_typed(
+    cik: &[u8],
+    label: &Label,
+    content_type: &str,
+    value: &[u8],
+) -> Result<String, CryptoError> {
+    let len = u8::try_from(content_type.len())
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or(CryptoError::ContentType)?;
+    let mut plain = Zeroizing::new(Vec::with_capacity(1 + content_type.len() + value.len()));
+    plain.push(len);
+    plain.extend_from_slice(content_type.as_bytes());
+    plain.extend_from_slice(value);
+    Ok(seal_with(cik, PREFIX_TYPED, label, &plain))
 }
 
 /// The sequence an envelope claims, without opening it (unauthenticated until [`open`]).
 pub fn claimed_seq(envelope: &str) -> Option<u64> {
     let mut parts = envelope.trim().splitn(4, '.');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some(PREFIX), Some(_), Some(seq)) => seq.parse().ok(),
+        (Some(PREFIX | PREFIX_TYPED), Some(_), Some(seq)) => seq.parse().ok(),
         _ => None,
     }
 }
@@ -101,7 +135,7 @@ pub fn open(
     envelope: &str,
 ) -> Result<Opened, CryptoError> {
     let mut parts = envelope.trim().splitn(4, '.');
-    let (Some(PREFIX), Some(version), Some(seq), Some(body)) =
+    let (Some(prefix @ (PREFIX | PREFIX_TYPED)), Some(version), Some(seq), Some(body)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(CryptoError::Decrypt);
@@ -122,14 +156,28 @@ pub fn open(
             &XNonce::from(nonce),
             Payload {
                 msg: ct,
-                aad: &aad(device_id, name, version, seq),
+                aad: &aad(prefix, device_id, name, version, seq),
             },
         )
         .map_err(|_| CryptoError::Decrypt)?;
+    let pt = Zeroizing::new(pt);
+    let (content_type, plaintext) = if prefix == PREFIX {
+        (None, pt)
+    } else {
+        // Authenticated, so a bad frame is the sender's bug, not an attack: refused alike.
+        let (&len, rest) = pt.split_first().ok_or(CryptoError::Decrypt)?;
+        let len = usize::from(len);
+        if len == 0 || rest.len() < len {
+            return Err(CryptoError::Decrypt);
+        }
+        let ct = std::str::from_utf8(&rest[..len]).map_err(|_| CryptoError::Decrypt)?;
+        (Some(ct.to_string()), Zeroizing::new(rest[len..].to_vec()))
+    };
     Ok(Opened {
         version: version.to_string(),
         seq,
-        plaintext: Zeroizing::new(pt),
+        content_type,
+        plaintext,
     })
 }
 
@@ -137,17 +185,17 @@ pub fn open(
 mod tests {
     use super::*;
 
+    const L: Label = Label {
+        device_id: "dev1",
+        name: "share-cred",
+        version: "v1",
+        seq: 42,
+    };
+
     #[test]
     fn envelopes_open_only_with_their_cik_device_name_and_version() {
         let cik = [7u8; 32];
-        let e = seal(
-            &cik,
-            "dev1",
-            "share-cred",
-            "v1",
-            42,
-            b"hunter2 share password",
-        );
+        let e = seal(&cik, &L, b"hunter2 share password");
         assert!(!e.contains("hunter2"));
         assert_eq!(claimed_seq(&e), Some(42));
         let o = open(&cik, "dev1", "share-cred", &e).unwrap();
@@ -155,6 +203,7 @@ mod tests {
             (o.version.as_str(), o.seq, o.plaintext.as_slice()),
             ("v1", 42, &b"hunter2 share password"[..])
         );
+        assert!(o.content_type.is_none());
         // A relabelled sequence (newer, or the same number spelled otherwise) is detected.
         for seq in [".43.", ".042.", ".41."] {
             assert!(open(&cik, "dev1", "share-cred", &e.replacen(".42.", seq, 1)).is_err());
@@ -181,16 +230,52 @@ mod tests {
             raw[i] = orig;
         }
         // Fresh nonce each time.
-        assert_ne!(
-            e,
-            seal(
+        assert_ne!(e, seal(&cik, &L, b"hunter2 share password"));
+    }
+
+    #[test]
+    fn typed_envelopes_carry_any_bytes_and_their_content_type() {
+        let cik = [7u8; 32];
+        let bytes: Vec<u8> = (0..=255u8).chain([0, 0xff, 0x80]).collect();
+        let e = seal_typed(&cik, &L, "application/x-pkcs12", &bytes).unwrap();
+        assert!(e.starts_with("sbcik3.v1.42."), "{e}");
+        assert_eq!(claimed_seq(&e), Some(42));
+        let o = open(&cik, "dev1", "share-cred", &e).unwrap();
+        assert_eq!(o.content_type.as_deref(), Some("application/x-pkcs12"));
+        assert_eq!(o.plaintext.as_slice(), bytes.as_slice());
+        // The form is authenticated: a typed envelope relabelled as text (or back) fails, and so
+        // does a relabelled sequence.
+        assert!(
+            open(
                 &cik,
                 "dev1",
                 "share-cred",
-                "v1",
-                42,
-                b"hunter2 share password"
+                &e.replacen("sbcik3", "sbcik2", 1)
             )
+            .is_err()
         );
+        let text = seal(&cik, &L, b"x");
+        assert!(
+            open(
+                &cik,
+                "dev1",
+                "share-cred",
+                &text.replacen("sbcik2", "sbcik3", 1)
+            )
+            .is_err()
+        );
+        assert!(open(&cik, "dev1", "share-cred", &e.replacen(".42.", ".43.", 1)).is_err());
+        assert!(open(&cik, "dev1", "other", &e).is_err());
+        // An empty value is still a value; the content type must be 1 to 255 bytes.
+        let empty = seal_typed(&cik, &L, "application/octet-stream", b"").unwrap();
+        assert!(
+            open(&cik, "dev1", "share-cred", &empty)
+                .unwrap()
+                .plaintext
+                .is_empty()
+        );
+        assert!(seal_typed(&cik, &L, "", b"x").is_err());
+        assert!(seal_typed(&cik, &L, &"a".repeat(256), b"x").is_err());
+        assert!(seal_typed(&cik, &L, &"a".repeat(255), b"x").is_ok());
     }
 }

@@ -26,6 +26,8 @@ pub enum CryptoError {
     KeyFile { path: String, reason: String },
     #[error("passphrase key derivation failed: {0}")]
     Kdf(String),
+    #[error("a content type must be 1 to 255 bytes")]
+    ContentType,
 }
 
 /// Fills a fresh array from the operating system's RNG.

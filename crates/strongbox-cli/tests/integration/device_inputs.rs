@@ -212,6 +212,10 @@ async fn device_endpoints_refuse_bad_input_change_nothing_and_audit_every_caller
     let current = || vault_version(&server, &act1, &tok1, "share-x");
     assert_eq!(current().await, (200, envelope_version.clone()));
     let big_value = "v".repeat(16 * 1024 + 1);
+    let big_binary = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(vec![7u8; 16 * 1024 + 1])
+    };
     let huge_body = format!(
         r#"{{"secretName":"share-x","value":"{}"}}"#,
         "v".repeat(70 * 1024)
@@ -271,6 +275,34 @@ async fn device_endpoints_refuse_bad_input_change_nothing_and_audit_every_caller
             Some(&admin),
             send_path.clone(),
             body(json!({"secretName": "share-x", "value": big_value})),
+            400,
+            "BadRequest",
+        ),
+        (
+            "binary value that is not base64",
+            Some(&admin),
+            send_path.clone(),
+            body(
+                json!({"secretName": "share-x", "value": SENTINEL, "contentType": "application/x-pkcs12"}),
+            ),
+            400,
+            "BadRequest",
+        ),
+        (
+            "content type with a control character",
+            Some(&admin),
+            send_path.clone(),
+            body(json!({"secretName": "share-x", "value": "AAAA", "contentType": "a\nb"})),
+            400,
+            "BadRequest",
+        ),
+        (
+            "oversized binary value",
+            Some(&admin),
+            send_path.clone(),
+            body(
+                json!({"secretName": "share-x", "value": big_binary, "contentType": "application/octet-stream"}),
+            ),
             400,
             "BadRequest",
         ),

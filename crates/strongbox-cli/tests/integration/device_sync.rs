@@ -9,7 +9,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn run(args: &[&str], creds: Option<&Path>, stdin: Option<&str>) -> (i32, String, String) {
+pub(crate) fn run(
+    args: &[&str],
+    creds: Option<&Path>,
+    stdin: Option<&str>,
+) -> (i32, String, String) {
     let mut c = Command::new(BIN);
     c.args(args);
     if let Some(p) = creds {
@@ -32,7 +36,7 @@ fn run(args: &[&str], creds: Option<&Path>, stdin: Option<&str>) -> (i32, String
     )
 }
 
-fn ok(args: &[&str], creds: Option<&Path>) -> String {
+pub(crate) fn ok(args: &[&str], creds: Option<&Path>) -> String {
     let (code, out, err) = run(args, creds, None);
     assert_eq!(code, 0, "{args:?}: {err}");
     out
@@ -290,7 +294,7 @@ async fn sync_secrets_waits_for_the_running_agent_and_times_out_without_one() {
 }
 
 /// The admin's view of a secret (value, contentType).
-fn admin_secret(vault: &str, name: &str, creds: Option<&Path>) -> (String, String) {
+pub(crate) fn admin_secret(vault: &str, name: &str, creds: Option<&Path>) -> (String, String) {
     let v: Value = serde_json::from_str(&ok(
         &["secret", "show", "--vault", vault, "-n", name, "-o", "json"],
         creds,
@@ -302,7 +306,7 @@ fn admin_secret(vault: &str, name: &str, creds: Option<&Path>) -> (String, Strin
     )
 }
 
-fn admin_set(vault: &str, name: &str, value: &str, creds: Option<&Path>) {
+pub(crate) fn admin_set(vault: &str, name: &str, value: &str, creds: Option<&Path>) {
     let (code, _, err) = run(
         &[
             "secret",

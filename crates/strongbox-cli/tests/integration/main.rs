@@ -5,6 +5,7 @@
 mod common;
 
 mod agent;
+mod cik_channel;
 mod device_alerts;
 mod device_inputs;
 mod device_recovery;

@@ -23,6 +23,43 @@ const MAX_VALUE: usize = 16 * 1024;
 struct SendBody {
     secret_name: String,
     value: String,
+    /// Given: `value` is the base64 (standard alphabet) of any bytes, sealed with this content
+    /// type. Absent: `value` is text.
+    content_type: Option<String>,
+}
+
+/// The bytes to seal and their content type (`None`: text, the `sbcik2` form).
+fn payload(b: &SendBody) -> Result<(zeroize::Zeroizing<Vec<u8>>, Option<&str>), ArmError> {
+    let bytes = match b.content_type.as_deref() {
+        None => zeroize::Zeroizing::new(b.value.as_bytes().to_vec()),
+        Some(ct) => {
+            if ct.is_empty()
+                || ct.len() > strongbox_crypto::cik::MAX_CONTENT_TYPE
+                || !ct.bytes().all(|c| (0x20..0x7f).contains(&c))
+            {
+                return Err(ArmError::bad_request(format!(
+                    "contentType must be 1 to {} printable ASCII characters.",
+                    strongbox_crypto::cik::MAX_CONTENT_TYPE
+                )));
+            }
+            use base64::Engine;
+            zeroize::Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(&b.value)
+                    .map_err(|_| {
+                        ArmError::bad_request(
+                            "value must be base64 (standard alphabet, padded) when contentType is given.",
+                        )
+                    })?,
+            )
+        }
+    };
+    if bytes.is_empty() || bytes.len() > MAX_VALUE {
+        return Err(ArmError::bad_request(format!(
+            "value must be 1 to {MAX_VALUE} bytes."
+        )));
+    }
+    Ok((bytes, b.content_type.as_deref()))
 }
 
 pub(super) async fn send_secret(
@@ -45,11 +82,7 @@ pub(super) async fn send_secret(
         let caller = ctx.check(ApiVersions::Dates)?;
         require(&app, caller, &a.resource_id, SEND).await?;
         let b: SendBody = json_body(&raw, MAX_AUTHZ_BODY_BYTES)?;
-        if b.value.is_empty() || b.value.len() > MAX_VALUE {
-            return Err(ArmError::bad_request(format!(
-                "value must be 1 to {MAX_VALUE} bytes."
-            )));
-        }
+        let (value, value_type) = payload(&b)?;
         let device = find(&app, &sub, &rg, &name).await?;
         let st = DeviceState::of(&device);
         let cik_name = st.cik_name.clone().unwrap_or_else(|| cik_secret_name(&device.id));
@@ -134,14 +167,17 @@ pub(super) async fn send_secret(
         let seq = u64::try_from(app.clock.now_ms())
             .unwrap_or(0)
             .max(previous.saturating_add(1));
-        let envelope = strongbox_crypto::cik::seal(
-            &cik,
-            &device.id,
-            &b.secret_name,
-            &version,
+        let label = strongbox_crypto::cik::Label {
+            device_id: &device.id,
+            name: &b.secret_name,
+            version: &version,
             seq,
-            b.value.as_bytes(),
-        );
+        };
+        let envelope = match value_type {
+            None => strongbox_crypto::cik::seal(&cik, &label, &value),
+            Some(ct) => strongbox_crypto::cik::seal_typed(&cik, &label, ct, &value)
+                .map_err(|e| strongbox_domain::DomainError::Internal(e.to_string()))?,
+        };
         let grant = authorize(vault.clone(), &access, &as_device, SecretAction::Set, Some(&b.secret_name))?;
         let params = serde_json::from_value(json!({
             "value": envelope,
@@ -163,6 +199,7 @@ pub(super) async fn send_secret(
                     "envelopeVersion": version,
                     "envelopeSequence": seq,
                     "contentType": strongbox_crypto::cik::CONTENT_TYPE,
+                    "valueContentType": value_type,
                 })),
             )
                 .into_response(),
