@@ -1,22 +1,33 @@
-//! The Kubernetes target: synced secret `name` becomes the Secret `name` in one namespace,
-//! written by server-side apply (field manager `strongbox-agent`), so all its keys switch in one
-//! write. Every Secret we write carries `app.kubernetes.io/managed-by: strongbox-agent` and
+//! The Kubernetes target: synced secret `name` becomes the Secret `name` in one namespace. Every
+//! Secret we write carries `app.kubernetes.io/managed-by: strongbox-agent` and
 //! `strongbox.io/synced-secret: <name>`; a Secret of that name without them is someone else's
 //! and is never adopted, updated or deleted (research edge-sync §7.7; the SSE's
 //! `CreateFailedInvalidLabel`).
 //!
-//! Adoption is also closed against races: a new Secret is first created (POST fails if one
-//! appeared meanwhile) holding only our labels and type, then filled by apply; every apply to an
-//! existing Secret carries the `resourceVersion` we checked, so a Secret replaced between the
-//! check and the write is refused by the API server rather than overwritten. The data keys are
-//! owned by the apply alone, so a key dropped from the synced secret is dropped from the Secret.
+//! A new Secret is created with all its data in one request: a create is create-only (409
+//! AlreadyExists when the name is taken meanwhile), which is the no-adoption guarantee, and the
+//! API server validates the Secret's data against its type on that first write too (an empty
+//! placeholder of type basic-auth is refused). Every later change is one server-side apply
+//! (field manager `strongbox-agent`), so all keys switch in one write, carrying the
+//! `resourceVersion` we checked: a Secret replaced between the check and the write is refused by
+//! the API server rather than overwritten.
+//!
+//! Errors are classified like the vault's: unreachable, 5xx and 429 are transient
+//! ([`TargetError::Unavailable`]: Stale, retried with the engine's backoff); forbidden, invalid
+//! and the rest are [`TargetError::Api`] (Error, with the API server's reason).
 
 use super::{Payload, Target, TargetError, content_hash, validate_name};
+use futures_util::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{
+    Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, WatchEvent, WatchParams,
+};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Field manager of every write, and the value of the managed-by label.
 pub const MANAGER: &str = "strongbox-agent";
@@ -28,6 +39,11 @@ pub const CONTENT_HASH_ANNOTATION: &str = "strongbox.io/content-hash";
 const MAX_LABEL_VALUE: usize = 63;
 /// Attempts when the Secret changes between our check and our write.
 const ATTEMPTS: usize = 4;
+/// An API server that does not accept the connection by then is unreachable (the default 30 s
+/// would hold every synced secret's round that long).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one watch of our Secrets runs before it is renewed.
+const WATCH_SECS: u32 = 290;
 
 fn labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -36,7 +52,7 @@ fn labels(name: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// The exact Secret the target applies for `p` in `namespace`.
+/// The exact Secret the target creates, and then applies, for `p` in `namespace`.
 pub fn manifest(p: &Payload, namespace: &str) -> Secret {
     Secret {
         metadata: ObjectMeta {
@@ -74,15 +90,34 @@ fn data_of(s: &Secret) -> BTreeMap<String, Vec<u8>> {
         .unwrap_or_default()
 }
 
-/// Names the code and reason; Secret API errors quote keys and fields, not values.
+/// Classifies a failed call and names the code and reason; Secret API errors quote keys and
+/// fields, not values. Transient: no answer (connect, TLS, a dropped connection), 5xx and 429
+/// (whose `retryAfterSeconds` is kept); everything else (403 Forbidden, 422 Invalid, 401, 404)
+/// is the API server's answer and is reported as it is.
 fn api_err(what: &str, e: kube::Error) -> TargetError {
     match e {
-        kube::Error::Api(s) => TargetError::Api(format!(
-            "{what}: {} {}: {}",
-            s.code,
-            s.reason,
-            s.message.chars().take(300).collect::<String>()
-        )),
+        kube::Error::Api(s) => {
+            let m = format!(
+                "{what}: {} {}: {}",
+                s.code,
+                s.reason,
+                s.message.chars().take(300).collect::<String>()
+            );
+            if s.code == 429 || s.code >= 500 {
+                let after = s
+                    .details
+                    .as_ref()
+                    .map(|d| d.retry_after_seconds)
+                    .filter(|s| *s > 0)
+                    .map(|s| Duration::from_secs(u64::from(s)));
+                TargetError::Unavailable(m, after)
+            } else {
+                TargetError::Api(m)
+            }
+        }
+        e @ (kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_)) => {
+            TargetError::Unavailable(format!("{what}: {e}"), None)
+        }
         other => TargetError::Api(format!("{what}: {other}")),
     }
 }
@@ -108,16 +143,26 @@ impl KubernetesTarget {
         }
     }
 
+    /// A client for `config` that leaves retrying to the sync engine: kube's own retry layer
+    /// (up to 15 attempts on 429/503/504, growing to minutes) would hide an outage from the
+    /// status and hold the engine's round.
+    pub fn client(mut config: kube::Config) -> Result<kube::Client, TargetError> {
+        config.default_retry = false;
+        config.connect_timeout = Some(CONNECT_TIMEOUT);
+        kube::Client::try_from(config)
+            .map_err(|e| TargetError::Api(format!("building the Kubernetes client: {e}")))
+    }
+
     /// A client from the environment (`KUBECONFIG`, `~/.kube/config`, or the in-cluster
     /// service account), in `namespace` or else the configuration's default namespace.
     pub async fn from_env(namespace: Option<&str>) -> Result<KubernetesTarget, TargetError> {
-        let client = kube::Client::try_default()
+        let config = kube::Config::infer()
             .await
             .map_err(|e| TargetError::Api(format!("no Kubernetes configuration: {e}")))?;
         let ns = namespace
             .map(String::from)
-            .unwrap_or_else(|| client.default_namespace().to_string());
-        Ok(KubernetesTarget::new(client, &ns))
+            .unwrap_or_else(|| config.default_namespace.clone());
+        Ok(KubernetesTarget::new(Self::client(config)?, &ns))
     }
 
     pub fn namespace(&self) -> &str {
@@ -145,9 +190,13 @@ impl KubernetesTarget {
         }
     }
 
-    /// Server-side apply of `want`, conditional on the resourceVersion we saw. `false` when
-    /// the Secret changed meanwhile.
-    async fn apply_over(&self, mut want: Secret, seen: &Secret) -> Result<bool, TargetError> {
+    /// Server-side apply of `want`, conditional on the resourceVersion we saw: the Secret as
+    /// applied, or `None` when it changed meanwhile.
+    async fn apply_over(
+        &self,
+        mut want: Secret,
+        seen: &Secret,
+    ) -> Result<Option<Secret>, TargetError> {
         let name = want.metadata.name.clone().unwrap_or_default();
         want.metadata.resource_version = seen.metadata.resource_version.clone();
         match self
@@ -159,9 +208,43 @@ impl KubernetesTarget {
             )
             .await
         {
+            Ok(applied) => Ok(Some(applied)),
+            Err(e) if status_of(&e) == Some(409) => Ok(None),
+            Err(e) => Err(api_err("applying the Secret", e)),
+        }
+    }
+
+    /// Removes the keys an apply left that `want` no longer has. The create records its keys
+    /// as written by an update, and an apply removes only keys it owns alone, so a key dropped
+    /// from the synced secret after the create stays until it is removed here (after the new
+    /// values are in place, conditional on the version the apply made). `false` when the
+    /// Secret changed meanwhile.
+    async fn drop_leftovers(
+        &self,
+        applied: &Secret,
+        want: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<bool, TargetError> {
+        let left: serde_json::Map<String, serde_json::Value> = data_of(applied)
+            .into_keys()
+            .filter(|k| !want.contains_key(k))
+            .map(|k| (k, serde_json::Value::Null))
+            .collect();
+        if left.is_empty() {
+            return Ok(true);
+        }
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": applied.metadata.resource_version},
+            "data": left,
+        });
+        let name = applied.metadata.name.clone().unwrap_or_default();
+        let pp = PatchParams {
+            field_manager: Some(MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        match self.api.patch(&name, &pp, &Patch::Merge(&patch)).await {
             Ok(_) => Ok(true),
             Err(e) if status_of(&e) == Some(409) => Ok(false),
-            Err(e) => Err(api_err("applying the Secret", e)),
+            Err(e) => Err(api_err("removing dropped keys from the Secret", e)),
         }
     }
 }
@@ -184,42 +267,17 @@ impl Target for KubernetesTarget {
         let want_data = data_of(&want);
         for _ in 0..ATTEMPTS {
             let Some(current) = self.ours(&p.name).await? else {
-                // Create holding only labels and type: fails if a Secret appeared meanwhile.
-                let skeleton = Secret {
-                    metadata: ObjectMeta {
-                        name: Some(p.name.clone()),
-                        namespace: Some(self.namespace.clone()),
-                        labels: Some(labels(&p.name)),
-                        ..ObjectMeta::default()
-                    },
-                    type_: want.type_.clone(),
-                    ..Secret::default()
-                };
+                // Create-only, data and all: 409 if a Secret of this name appeared since the
+                // read (the next read says whose it is).
                 let pp = PostParams {
                     field_manager: Some(MANAGER.to_string()),
                     ..PostParams::default()
                 };
-                match self.api.create(&pp, &skeleton).await {
-                    Ok(created) => match self.apply_over(want.clone(), &created).await {
-                        Ok(true) => return Ok(true),
-                        Ok(false) => {}
-                        Err(e) => {
-                            // Never leave workloads an empty Secret: take back the one just made.
-                            let dp = DeleteParams {
-                                preconditions: Some(Preconditions {
-                                    uid: created.metadata.uid.clone(),
-                                    resource_version: None,
-                                }),
-                                ..DeleteParams::default()
-                            };
-                            let _ = self.api.delete(&p.name, &dp).await;
-                            return Err(e);
-                        }
-                    },
-                    Err(e) if status_of(&e) == Some(409) => {}
+                match self.api.create(&pp, &want).await {
+                    Ok(_) => return Ok(true),
+                    Err(e) if status_of(&e) == Some(409) => continue,
                     Err(e) => return Err(api_err("creating the Secret", e)),
                 }
-                continue;
             };
             let same_data = data_of(&current) == want_data;
             if current.type_ != want.type_ {
@@ -238,27 +296,30 @@ impl Target for KubernetesTarget {
                 }
                 continue;
             }
-            let same_meta = current
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(CONTENT_HASH_ANNOTATION))
-                == want
-                    .metadata
+            let hash = |s: &Secret| {
+                s.metadata
                     .annotations
                     .as_ref()
-                    .and_then(|a| a.get(CONTENT_HASH_ANNOTATION));
-            if same_data && same_meta {
+                    .and_then(|a| a.get(CONTENT_HASH_ANNOTATION))
+                    .cloned()
+            };
+            if same_data && hash(&current) == hash(&want) {
                 return Ok(false);
             }
-            if self.apply_over(want.clone(), &current).await? {
+            if let Some(applied) = self.apply_over(want.clone(), &current).await?
+                && self.drop_leftovers(&applied, &want_data).await?
+            {
                 return Ok(!same_data);
             }
         }
-        Err(TargetError::Api(format!(
-            "Secret {}/{} kept changing while it was written; retry later",
-            self.namespace, p.name
-        )))
+        // Someone else keeps writing it: a race, not a refusal; the engine retries soon.
+        Err(TargetError::Unavailable(
+            format!(
+                "Secret {}/{} kept changing while it was written",
+                self.namespace, p.name
+            ),
+            None,
+        ))
     }
 
     async fn remove(&self, name: &str) -> Result<(), TargetError> {
@@ -281,6 +342,52 @@ impl Target for KubernetesTarget {
 
     async fn present(&self, name: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>, TargetError> {
         Ok(self.ours(name).await?.map(|s| data_of(&s)))
+    }
+
+    /// Watches the metadata of our Secrets in the namespace (only those labelled as ours) and
+    /// tells `changed` on every event, so a Secret deleted or edited by hand is put back at
+    /// once. Each (re)started watch first lists what exists, which also tells `changed` when the
+    /// API server is back after an outage. Failures retry with the engine's backoff.
+    fn follow_changes(&self, changed: Arc<Notify>) {
+        let api = self.api.clone();
+        let namespace = self.namespace.clone();
+        tokio::spawn(async move {
+            let selector = format!("{MANAGED_BY_LABEL}={MANAGER}");
+            let mut backoff = crate::sync::Backoff::default();
+            let mut failing = false;
+            loop {
+                let wp = WatchParams::default().labels(&selector).timeout(WATCH_SECS);
+                let failure = match api.watch_metadata(&wp, "0").await {
+                    Ok(stream) => {
+                        let mut stream = std::pin::pin!(stream);
+                        loop {
+                            match stream.next().await {
+                                None => break None,
+                                Some(Ok(WatchEvent::Bookmark(_))) => {}
+                                Some(Ok(WatchEvent::Error(s))) => {
+                                    break Some(format!("{} {}", s.code, s.reason));
+                                }
+                                Some(Ok(_)) => {
+                                    failing = false;
+                                    backoff.reset();
+                                    changed.notify_one();
+                                }
+                                Some(Err(e)) => break Some(e.to_string()),
+                            }
+                        }
+                    }
+                    Err(e) => Some(api_err("watching our Secrets", e).to_string()),
+                };
+                if let Some(why) = failure
+                    && !std::mem::replace(&mut failing, true)
+                {
+                    eprintln!(
+                        "warning: watching Secrets in {namespace} failed ({why}); retrying, and checking them on every sync round meanwhile"
+                    );
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        });
     }
 }
 
