@@ -1038,3 +1038,26 @@ impl Engine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one retry rule: 0.5 s doubling to 10 s, each delay between half and all of it.
+    #[test]
+    fn the_backoff_grows_from_half_a_second_to_ten_with_jitter() {
+        let mut b = Backoff::default();
+        let mut cap = BACKOFF_MIN;
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let d = b.next_delay();
+            assert!(d <= cap && d >= cap / 2, "{d:?} for {cap:?}");
+            seen.push(d);
+            cap = (cap * 2).min(BACKOFF_MAX);
+        }
+        assert!(seen.iter().all(|d| *d <= Duration::from_secs(10)));
+        assert!(seen[9] >= Duration::from_secs(5));
+        b.reset();
+        assert!(b.next_delay() <= BACKOFF_MIN);
+    }
+}

@@ -396,7 +396,7 @@ mod tests {
     use super::super::SecretType;
     use super::super::contract::{self, payload};
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     #[test]
     fn the_manifest_is_exactly_the_secret_we_mean() {
@@ -465,27 +465,378 @@ mod tests {
         assert!(e.to_string().contains("username"), "{e}");
     }
 
+    /// A fake API server: a real HTTP server on 127.0.0.1 that answers the Secret calls the
+    /// target makes the way kube-apiserver does (Status bodies, create-only POST with 409
+    /// AlreadyExists, resourceVersion preconditions, apply keeping keys a create wrote, merge
+    /// patch removing `null` keys), records every write, and can be told to fail every call
+    /// with a given answer. It validates nothing itself: the tests look at what was sent.
+    mod fake {
+        use axum::Router;
+        use axum::extract::{Path, State};
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::response::{IntoResponse, Response};
+        use serde_json::{Value, json};
+        use std::collections::BTreeMap;
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Default)]
+        pub struct Fake {
+            pub secrets: Mutex<BTreeMap<String, Value>>,
+            /// (method and patch kind, body) of every write.
+            pub writes: Mutex<Vec<(String, Value)>>,
+            /// Every call answers this (status, Status body) while set.
+            pub fail: Mutex<Option<(u16, Value)>>,
+            rv: Mutex<u64>,
+        }
+
+        pub fn status(code: u16, reason: &str, message: &str) -> Value {
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": message, "reason": reason, "code": code})
+        }
+
+        fn answer(code: u16, v: Value) -> Response {
+            (StatusCode::from_u16(code).unwrap(), axum::Json(v)).into_response()
+        }
+
+        impl Fake {
+            fn failing(&self) -> Option<Response> {
+                self.fail.lock().unwrap().clone().map(|(c, v)| answer(c, v))
+            }
+            fn stamp(&self, mut v: Value) -> Value {
+                let mut rv = self.rv.lock().unwrap();
+                *rv += 1;
+                v["metadata"]["resourceVersion"] = json!(rv.to_string());
+                if v["metadata"]["uid"].is_null() {
+                    v["metadata"]["uid"] = json!(format!("uid-{rv}"));
+                }
+                v
+            }
+        }
+
+        type S = State<Arc<Fake>>;
+
+        async fn get(State(f): S, Path((_, name)): Path<(String, String)>) -> Response {
+            if let Some(r) = f.failing() {
+                return r;
+            }
+            match f.secrets.lock().unwrap().get(&name) {
+                Some(v) => answer(200, v.clone()),
+                None => answer(
+                    404,
+                    status(404, "NotFound", &format!("secrets \"{name}\" not found")),
+                ),
+            }
+        }
+
+        async fn create(
+            State(f): S,
+            Path(_): Path<String>,
+            axum::Json(body): axum::Json<Value>,
+        ) -> Response {
+            if let Some(r) = f.failing() {
+                return r;
+            }
+            f.writes.lock().unwrap().push(("POST".into(), body.clone()));
+            let name = body["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let mut secrets = f.secrets.lock().unwrap();
+            if secrets.contains_key(&name) {
+                return answer(
+                    409,
+                    status(
+                        409,
+                        "AlreadyExists",
+                        &format!("secrets \"{name}\" already exists"),
+                    ),
+                );
+            }
+            let v = f.stamp(body);
+            secrets.insert(name, v.clone());
+            answer(201, v)
+        }
+
+        async fn patch(
+            State(f): S,
+            Path((_, name)): Path<(String, String)>,
+            headers: HeaderMap,
+            body: axum::body::Bytes,
+        ) -> Response {
+            // Apply bodies come as application/apply-patch+yaml (JSON is YAML).
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            if let Some(r) = f.failing() {
+                return r;
+            }
+            let kind = headers["content-type"].to_str().unwrap().to_string();
+            f.writes
+                .lock()
+                .unwrap()
+                .push((format!("PATCH {kind}"), body.clone()));
+            let mut secrets = f.secrets.lock().unwrap();
+            let Some(current) = secrets.get(&name).cloned() else {
+                return answer(404, status(404, "NotFound", "not found"));
+            };
+            let want_rv = &body["metadata"]["resourceVersion"];
+            if !want_rv.is_null() && *want_rv != current["metadata"]["resourceVersion"] {
+                return answer(409, status(409, "Conflict", "the object has been modified"));
+            }
+            let mut next = current.clone();
+            let mut data = current["data"].as_object().cloned().unwrap_or_default();
+            for (k, v) in body["data"].as_object().cloned().unwrap_or_default() {
+                if v.is_null() {
+                    data.remove(&k);
+                } else {
+                    data.insert(k, v);
+                }
+            }
+            next["data"] = json!(data);
+            for field in ["labels", "annotations"] {
+                if !body["metadata"][field].is_null() {
+                    next["metadata"][field] = body["metadata"][field].clone();
+                }
+            }
+            let v = f.stamp(next);
+            secrets.insert(name, v.clone());
+            answer(200, v)
+        }
+
+        async fn delete(State(f): S, Path((_, name)): Path<(String, String)>) -> Response {
+            if let Some(r) = f.failing() {
+                return r;
+            }
+            f.writes
+                .lock()
+                .unwrap()
+                .push(("DELETE".into(), json!(name)));
+            match f.secrets.lock().unwrap().remove(&name) {
+                Some(_) => answer(
+                    200,
+                    json!({"kind": "Status", "status": "Success", "code": 200}),
+                ),
+                None => answer(404, status(404, "NotFound", "not found")),
+            }
+        }
+
+        /// Serves on a free port; the kube config that points at it.
+        pub async fn start() -> (Arc<Fake>, kube::Config) {
+            let f = Arc::new(Fake::default());
+            let app = Router::new()
+                .route(
+                    "/api/v1/namespaces/{ns}/secrets",
+                    axum::routing::post(create),
+                )
+                .route(
+                    "/api/v1/namespaces/{ns}/secrets/{name}",
+                    axum::routing::get(get).patch(patch).delete(delete),
+                )
+                .with_state(f.clone());
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", l.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(l, app).await });
+            (f, kube::Config::new(url.parse().unwrap()))
+        }
+    }
+
+    fn valid(t: SecretType) -> Vec<(&'static str, &'static str)> {
+        match t {
+            SecretType::Opaque => vec![("config.yaml", "a: 1")],
+            SecretType::BasicAuth => vec![("username", "u"), ("password", "p")],
+            SecretType::Tls => vec![
+                ("tls.crt", "-----BEGIN CERTIFICATE-----"),
+                ("tls.key", "-----BEGIN PRIVATE KEY-----"),
+            ],
+            SecretType::SshAuth => vec![("ssh-privatekey", "-----BEGIN OPENSSH PRIVATE KEY-----")],
+            SecretType::DockerConfigJson => vec![(".dockerconfigjson", r#"{"auths":{}}"#)],
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_write_of_every_type_is_a_create_that_carries_its_data() {
+        let (f, config) = fake::start().await;
+        let t = KubernetesTarget::new(KubernetesTarget::client(config).unwrap(), "edge");
+        for ty in SecretType::ALL {
+            let name = format!(
+                "s-{}",
+                ty.as_str().rsplit('/').next().unwrap().to_lowercase()
+            );
+            f.writes.lock().unwrap().clear();
+            let p = payload(&name, ty, &valid(ty));
+            assert!(t.apply(&p).await.unwrap(), "{ty}");
+            let writes = f.writes.lock().unwrap().clone();
+            assert_eq!(writes.len(), 1, "{ty}: one write, the create: {writes:?}");
+            let (method, body) = &writes[0];
+            assert_eq!(method, "POST", "{ty}");
+            assert_eq!(body["type"], ty.as_str());
+            assert_eq!(body, &serde_json::to_value(manifest(&p, "edge")).unwrap());
+            for (k, v) in valid(ty) {
+                let sent = base64::Engine::decode(
+                    &base64::engine::general_purpose::STANDARD,
+                    body["data"][k].as_str().unwrap(),
+                )
+                .unwrap();
+                assert_eq!(sent, v.as_bytes(), "{ty}: {k} is in the first write");
+            }
+            assert!(is_ours(
+                &serde_json::from_value(body.clone()).unwrap(),
+                &name
+            ));
+            // The same content again: nothing written.
+            assert!(!t.apply(&p).await.unwrap());
+            assert_eq!(f.writes.lock().unwrap().len(), 1);
+        }
+
+        // A later change is one server-side apply, conditional on the version read.
+        let ty = SecretType::BasicAuth;
+        let v2 = payload(
+            "s-basic-auth",
+            ty,
+            &[("username", "u2"), ("password", "p2"), ("ca.crt", "c")],
+        );
+        f.writes.lock().unwrap().clear();
+        assert!(t.apply(&v2).await.unwrap());
+        let writes = f.writes.lock().unwrap().clone();
+        assert_eq!(writes.len(), 1, "{writes:?}");
+        assert_eq!(writes[0].0, "PATCH application/apply-patch+yaml");
+        assert!(writes[0].1["metadata"]["resourceVersion"].is_string());
+        assert_eq!(writes[0].1["data"]["username"], "dTI=");
+        // A key dropped after the create (the API server keeps keys a create wrote through an
+        // apply that omits them): removed by a conditional merge patch after the apply.
+        let v3 = payload(
+            "s-basic-auth",
+            ty,
+            &[("username", "u3"), ("password", "p3")],
+        );
+        f.writes.lock().unwrap().clear();
+        assert!(t.apply(&v3).await.unwrap());
+        let writes = f.writes.lock().unwrap().clone();
+        assert_eq!(writes.len(), 2, "{writes:?}");
+        assert_eq!(writes[1].0, "PATCH application/merge-patch+json");
+        assert_eq!(writes[1].1["data"], json!({"ca.crt": null}));
+        assert!(writes[1].1["metadata"]["resourceVersion"].is_string());
+        let present = t.present("s-basic-auth").await.unwrap().unwrap();
+        assert_eq!(present.keys().collect::<Vec<_>>(), ["password", "username"]);
+    }
+
+    #[tokio::test]
+    async fn kubernetes_errors_are_transient_or_the_servers_refusal() {
+        let (f, config) = fake::start().await;
+        let t = KubernetesTarget::new(KubernetesTarget::client(config).unwrap(), "edge");
+        let p = payload("db", SecretType::Opaque, &[("k", "v")]);
+        let fail = |code: u16, body: Value| *f.fail.lock().unwrap() = Some((code, body));
+
+        // 503 and 500: transient (Stale), not retried by the client itself (one call).
+        for code in [500, 503] {
+            fail(
+                code,
+                fake::status(code, "ServiceUnavailable", "etcd is down"),
+            );
+            let e = t.apply(&p).await.unwrap_err();
+            assert!(
+                matches!(&e, TargetError::Unavailable(m, None) if m.contains(&code.to_string())),
+                "{e}"
+            );
+        }
+        // 429 with the server's retryAfterSeconds: transient, and the delay is kept.
+        let mut busy = fake::status(429, "TooManyRequests", "too many requests");
+        busy["details"] = json!({"retryAfterSeconds": 3});
+        fail(429, busy);
+        let e = t.apply(&p).await.unwrap_err();
+        assert_eq!(
+            e,
+            TargetError::Unavailable(
+                "reading the Secret: 429 TooManyRequests: too many requests".into(),
+                Some(Duration::from_secs(3))
+            )
+        );
+        // Forbidden and invalid: the server's answer, with its reason (an Error).
+        fail(
+            403,
+            fake::status(
+                403,
+                "Forbidden",
+                "secrets \"db\" is forbidden: User \"system:serviceaccount:edge:agent\" cannot get resource \"secrets\" in the namespace \"other\"",
+            ),
+        );
+        let e = t.apply(&p).await.unwrap_err();
+        assert!(
+            matches!(&e, TargetError::Api(m) if m.contains("403 Forbidden") && m.contains("cannot get")),
+            "{e}"
+        );
+        assert!(!e.is_transient());
+        *f.fail.lock().unwrap() = None;
+        // 422 Invalid (what a Secret the API server cannot accept gets): Error.
+        fail(
+            422,
+            fake::status(
+                422,
+                "Invalid",
+                "Secret \"db\" is invalid: data[username]: Required value",
+            ),
+        );
+        let e = t.apply(&p).await.unwrap_err();
+        assert!(
+            matches!(&e, TargetError::Api(m) if m.contains("422 Invalid")),
+            "{e}"
+        );
+        *f.fail.lock().unwrap() = None;
+
+        // A Secret of that name created by someone else between our read and our create: the
+        // create is refused (409) and the next read finds it is not ours.
+        f.secrets.lock().unwrap().insert(
+            "theirs".into(),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "theirs", "resourceVersion": "1"}, "data": {"k": "eA=="}}),
+        );
+        let e = t
+            .apply(&payload("theirs", SecretType::Opaque, &[("k", "v")]))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, TargetError::NotOurs(_)), "{e}");
+        assert!(matches!(
+            t.remove("theirs").await,
+            Err(TargetError::NotOurs(_))
+        ));
+
+        // Nothing listening (the API server stopped): transient, and quickly so.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let gone = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+        let t3 = KubernetesTarget::new(KubernetesTarget::client(gone).unwrap(), "edge");
+        let started = std::time::Instant::now();
+        let e = t3.apply(&p).await.unwrap_err();
+        assert!(e.is_transient(), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
     #[tokio::test]
     async fn the_target_refuses_what_kubernetes_would_before_any_call() {
         // A client to an address nothing listens on: validation must not need it.
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
-        let t = KubernetesTarget::new(kube::Client::try_from(config).unwrap(), "ns");
+        let t = KubernetesTarget::new(KubernetesTarget::client(config).unwrap(), "ns");
         assert_eq!(t.describe(), "kubernetes:ns");
         let long = "a".repeat(64);
         for p in [
             payload(&long, SecretType::Opaque, &[("k", "v")]),
             payload("ok", SecretType::BasicAuth, &[("username", "u")]),
             payload("ok", SecretType::Opaque, &[("a/b", "v")]),
+            payload("ok", SecretType::Tls, &[("tls.crt", "c")]),
+            payload("ok", SecretType::SshAuth, &[("ssh-privatekey", "")]),
+            payload(
+                "ok",
+                SecretType::DockerConfigJson,
+                &[(".dockerconfigjson", "not json")],
+            ),
         ] {
             let e = t.apply(&p).await.unwrap_err();
             assert!(matches!(e, TargetError::Invalid(_)), "{e}");
         }
-        // And an unreachable API is an Api error, not a panic.
+        // And an unreachable API is a transient error, not a panic.
         let e = t
             .apply(&payload("ok", SecretType::Opaque, &[("k", "v")]))
             .await
             .unwrap_err();
-        assert!(matches!(e, TargetError::Api(_)), "{e}");
+        assert!(matches!(e, TargetError::Unavailable(..)), "{e}");
     }
 
     /// Against a real cluster when `KUBECONFIG` names one (namespace from

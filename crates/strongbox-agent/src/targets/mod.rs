@@ -480,6 +480,98 @@ mod tests {
         assert!(empty.validate().is_err());
     }
 
+    /// Each type against Kubernetes' `ValidateSecret` (pkg/apis/core/validation/validation.go):
+    /// what it requires is refused when missing, with the rule named and no value shown.
+    #[test]
+    fn every_type_follows_kubernetes_validate_secret() {
+        let check = |t: SecretType, pairs: &[(&str, &str)]| {
+            contract::payload("x", t, pairs)
+                .validate()
+                .map_err(|e| e.to_string())
+        };
+        let ok: [(SecretType, &[(&str, &str)]); 5] = [
+            (SecretType::Opaque, &[("anything", "")]),
+            (
+                SecretType::BasicAuth,
+                &[("username", "u"), ("password", "")],
+            ),
+            (
+                SecretType::Tls,
+                &[("tls.crt", "c"), ("tls.key", ""), ("ca.crt", "a")],
+            ),
+            (
+                SecretType::SshAuth,
+                &[("ssh-privatekey", "k"), ("known_hosts", "")],
+            ),
+            (
+                SecretType::DockerConfigJson,
+                &[(".dockerconfigjson", r#"{"auths": {}}"#)],
+            ),
+        ];
+        for (t, pairs) in ok {
+            assert_eq!(check(t, pairs), Ok(()), "{t}");
+            // Every required key is required.
+            for k in t.required_keys() {
+                let without: Vec<(&str, &str)> =
+                    pairs.iter().copied().filter(|(x, _)| x != k).collect();
+                if without.is_empty() {
+                    continue; // no keys at all is refused anyway
+                }
+                let e = check(t, &without).unwrap_err();
+                assert!(
+                    e.contains(&format!("missing: {k}")) && e.contains("ValidateSecret"),
+                    "{t} {k}: {e}"
+                );
+            }
+        }
+        assert_eq!(SecretType::ALL.len(), ok.len(), "every type is covered");
+        // Values: ssh-privatekey must not be empty; .dockerconfigjson must be a JSON object
+        // (or null, as Go's json.Unmarshal into a map takes it); the error never shows it.
+        let e = check(SecretType::SshAuth, &[("ssh-privatekey", "")]).unwrap_err();
+        assert!(e.contains("non-empty ssh-privatekey"), "{e}");
+        for bad in ["hunter2", "[1]", "\"s\"", "{", ""] {
+            let e = check(SecretType::DockerConfigJson, &[(".dockerconfigjson", bad)]).unwrap_err();
+            assert!(e.contains("not a JSON object"), "{bad}: {e}");
+            assert!(bad.is_empty() || !e.contains(bad) || bad == "{", "{e}");
+        }
+        assert_eq!(
+            check(
+                SecretType::DockerConfigJson,
+                &[(".dockerconfigjson", "null")]
+            ),
+            Ok(())
+        );
+        // The values together at most MaxSecretSize (1 MiB); keys are not counted.
+        let half = "v".repeat(MAX_SECRET_SIZE / 2);
+        assert_eq!(
+            check(SecretType::Opaque, &[("a", &half), ("b", &half)]),
+            Ok(())
+        );
+        let e = check(
+            SecretType::Opaque,
+            &[("a", &half), ("b", &half), ("c", "!")],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("at most 1048576") && e.contains("MaxSecretSize"),
+            "{e}"
+        );
+        // Keys by IsConfigMapKey, names by IsDNS1123Subdomain (tested above).
+        assert!(
+            check(SecretType::Opaque, &[("a b", "v")])
+                .unwrap_err()
+                .contains("letters, digits")
+        );
+        // The key rules alone decide at create time (no values yet).
+        assert!(
+            SecretType::Tls
+                .check_keys(["tls.crt"])
+                .unwrap_err()
+                .contains("missing: tls.key")
+        );
+        assert_eq!(SecretType::Tls.check_keys(["tls.key", "tls.crt"]), Ok(()));
+    }
+
     #[test]
     fn the_type_serializes_as_kubernetes_names_it() {
         assert_eq!(
@@ -493,6 +585,9 @@ mod tests {
         assert!(
             serde_json::from_str::<SecretType>("\"kubernetes.io/service-account-token\"").is_err()
         );
+        for t in SecretType::ALL {
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
     }
 
     #[test]
