@@ -1061,7 +1061,8 @@ async fn kubernetes_target_as_a_service_account_limited_to_one_namespace() {
     let data =
         |s: &Secret, k: &str| String::from_utf8(s.data.as_ref().unwrap()[k].0.clone()).unwrap();
     // basic-auth, tls and Opaque: each valid on its first write, delivered as the agent's SA.
-    let cases: [(&str, &str, &[(&str, &str)]); 3] = [
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, &str, Pairs); 3] = [
         (
             "edp1",
             "basic-auth",
