@@ -280,14 +280,11 @@ impl SyncedSecret {
             r.secret = name;
             r.version = version;
         }
-        if self.secret_type == SecretType::BasicAuth
-            && !(keys.contains("username") && keys.contains("password"))
-        {
-            return Err(EdgeError::bad(
-                "InvalidKey",
-                "a kubernetes.io/basic-auth synced secret needs the keys username and password",
-            ));
-        }
+        // The type's required keys (Kubernetes' rules, see SecretType): refused now rather
+        // than by the API server (or the target) once values exist.
+        self.secret_type
+            .check_keys(keys.iter().map(String::as_str))
+            .map_err(|m| EdgeError::bad("InvalidKey", m))?;
         match &self.target {
             TargetSpec::Files { dir: Some(d) } if !d.is_absolute() => {
                 return Err(EdgeError::bad(

@@ -7,6 +7,7 @@
 
 use crate::edge::{EdgeConfig, EdgeError, Endpoint, SyncedSecret};
 use crate::sync::Shared;
+use crate::targets::TargetError;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -386,17 +387,26 @@ async fn delete_synced(
     };
     // The edge copy goes now; the vault's secrets are never touched.
     let target_result = match api.shared.target(&removed.target).await {
-        Ok(t) => t.remove(&name).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e),
+        Ok(t) => t.remove(&name).await,
+        Err(e) => Err(TargetError::Api(e)),
     };
     api.shared.wake.notify_one();
     match target_result {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        // Nothing of ours is there (someone else's object holds the name): the delete is
+        // complete; the caller is told the foreign object was left alone.
+        Err(TargetError::NotOurs(m)) => (
+            StatusCode::OK,
+            axum::Json(json!({"warning": format!(
+                "the synced secret is deleted; its target was left alone: {m}"
+            )})),
+        )
+            .into_response(),
         Err(e) => error(EdgeError {
             status: 500,
             code: "TargetError",
             message: format!(
-                "the synced secret is deleted, but its target could not be removed: {e}"
+                "the synced secret is deleted, but its target could not be removed: {e}; the agent keeps trying"
             ),
         }),
     }

@@ -12,7 +12,7 @@ use crate::edge::{EdgeConfig, OnSourceDeleted, SyncedSecret, TargetSpec};
 use crate::metrics::Metrics;
 use crate::targets::files::{FileOptions, FileTarget};
 use crate::targets::kubernetes::KubernetesTarget;
-use crate::targets::{Payload, Target};
+use crate::targets::{Payload, Target, TargetError};
 use crate::{Agent, now};
 use serde::Serialize;
 use serde_json::Value;
@@ -31,6 +31,36 @@ const FEED_WAIT_SECS: u32 = 30;
 /// Retry delays after a failure: capped exponential with jitter.
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// The one retry rule for the vault, the targets and the Kubernetes watch: 0.5 s doubling to
+/// 10 s, each delay drawn between half and all of it, so no wait exceeds 10 s and a fleet
+/// coming back from an outage spreads out.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff { next: BACKOFF_MIN }
+    }
+}
+
+impl Backoff {
+    /// The delay before the next attempt; the one after it doubles (up to the cap).
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (d * 2).min(BACKOFF_MAX);
+        let jitter =
+            u64::from(strongbox_crypto::random_bytes::<1>()[0]) * d.as_millis() as u64 / 512;
+        d - Duration::from_millis(jitter)
+    }
+
+    /// A success: the next failure waits the least again.
+    pub fn reset(&mut self) {
+        self.next = BACKOFF_MIN;
+    }
+}
 
 /// How a synced secret is doing, as the agent API and CLI show it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -73,6 +103,9 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Config changed or a sync was asked for: the engine re-reads everything.
     pub wake: Notify,
+    /// A target may have been changed or deleted outside the agent (a Kubernetes watch event):
+    /// the engine renders again from the cache, without a vault call.
+    pub retarget: Arc<Notify>,
     /// Since when the vault has been unreachable.
     pub uplink_down_since: Mutex<Option<i64>>,
     /// Why the device cannot use the vault at all (sign-in refused, vault gone), until a
@@ -101,6 +134,7 @@ impl Shared {
             status: Mutex::new(BTreeMap::new()),
             metrics: Metrics::default(),
             wake: Notify::new(),
+            retarget: Arc::new(Notify::new()),
             uplink_down_since: Mutex::new(None),
             access_error: Mutex::new(None),
             feed_active: AtomicBool::new(false),
@@ -138,10 +172,13 @@ impl Shared {
                     .map_err(|e| e.to_string())?,
             ),
         };
-        self.targets
-            .lock()
-            .expect("targets lock")
-            .insert(id, t.clone());
+        let mut targets = self.targets.lock().expect("targets lock");
+        // Another round may have built it meanwhile: keep the one already followed.
+        if let Some(t) = targets.get(&id) {
+            return Ok(t.clone());
+        }
+        t.follow_changes(self.retarget.clone());
+        targets.insert(id, t.clone());
         Ok(t)
     }
 
@@ -179,6 +216,9 @@ fn feed_unsupported(status: u16, body: Option<&Value>) -> bool {
         && body.is_none_or(|b| b["error"]["code"] != "VaultNotFound")
 }
 
+/// A target is due to be rendered again (see [`Engine::target_due`]).
+struct Retarget;
+
 pub struct Engine {
     agent: Agent,
     shared: Arc<Shared>,
@@ -187,11 +227,17 @@ pub struct Engine {
     token: Option<(String, i64)>,
     /// The last failure per synced secret that is not about the uplink.
     errors: BTreeMap<String, String>,
+    /// Synced secrets whose target could not be written for now (Kubernetes API unreachable,
+    /// 5xx, 429): since when, why, and the server's Retry-After. Reported Stale, retried with
+    /// `target_backoff`.
+    unavailable: BTreeMap<String, (i64, String, Option<Duration>)>,
+    target_backoff: Backoff,
+    target_retry_at: Option<tokio::time::Instant>,
     /// References the vault refused (access lost), by cache key, until a read works again.
     refused: BTreeMap<String, String>,
     last_success: Option<i64>,
     last_attempt: Option<i64>,
-    backoff: Duration,
+    backoff: Backoff,
     rotation: Duration,
     use_feed: bool,
     /// The device moved to another vault: the cursor (of the old one) is void.
@@ -227,10 +273,13 @@ impl Engine {
             cache,
             token: None,
             errors: BTreeMap::new(),
+            unavailable: BTreeMap::new(),
+            target_backoff: Backoff::default(),
+            target_retry_at: None,
             refused: BTreeMap::new(),
             last_success: None,
             last_attempt: None,
-            backoff: BACKOFF_MIN,
+            backoff: Backoff::default(),
             rotation,
             use_feed,
             vault_moved: false,
@@ -401,7 +450,7 @@ impl Engine {
         let t = now();
         self.last_success = Some(t);
         self.last_attempt = Some(t);
-        self.backoff = BACKOFF_MIN;
+        self.backoff.reset();
         *self.shared.uplink_down_since.lock().expect("uplink lock") = None;
         *self.shared.access_error.lock().expect("access lock") = None;
         self.shared.metrics.stale_seconds.set(0.0);
@@ -448,13 +497,21 @@ impl Engine {
         let before = self.cache.rendered.clone();
         for (name, spec) in gone {
             let removed = match self.shared.target(&spec).await {
-                Ok(t) => t.remove(&name).await.map_err(|e| e.to_string()),
+                Ok(t) => match t.remove(&name).await {
+                    // Nothing of ours is there: nothing left to remove.
+                    Err(TargetError::NotOurs(m)) => {
+                        eprintln!("warning: the target of the removed {name} is not ours: {m}");
+                        Ok(())
+                    }
+                    r => r.map_err(|e| e.to_string()),
+                },
                 Err(e) => Err(e),
             };
             match removed {
                 Ok(()) => {
                     self.cache.rendered.remove(&name);
                     self.errors.remove(&name);
+                    self.unavailable.remove(&name);
                 }
                 // Kept, so the next round tries again.
                 Err(e) => eprintln!("warning: removing the target of {name}: {e}"),
@@ -480,9 +537,22 @@ impl Engine {
                         }
                     }
                     Ok(false) => {}
+                    Err(e) if e.is_transient() => {
+                        self.count_failure("TargetUnavailable");
+                        self.errors.remove(&s.name);
+                        let after = match &e {
+                            TargetError::Unavailable(_, after) => *after,
+                            _ => None,
+                        };
+                        let since = self.unavailable.get(&s.name).map_or_else(now, |u| u.0);
+                        self.unavailable
+                            .insert(s.name.clone(), (since, e.to_string(), after));
+                    }
                     Err(e) => {
                         self.count_failure("Target");
-                        self.errors.insert(s.name.clone(), e);
+                        self.unavailable.remove(&s.name);
+                        self.errors
+                            .insert(s.name.clone(), format!("TargetError: {e}"));
                     }
                 }
             }
@@ -513,6 +583,9 @@ impl Engine {
                 .set((now() - oldest).max(0) as f64);
         }
         *self.shared.status.lock().expect("status lock") = statuses;
+        self.unavailable
+            .retain(|n, _| config.synced_secrets.contains_key(n));
+        self.schedule_target_retry();
         if self.cache.rendered != before
             && let Err(e) = self.save_cache()
         {
@@ -522,8 +595,12 @@ impl Engine {
 
     /// Writes one synced secret's target if its content changed. All keys switch together;
     /// nothing is written while a key was never fetched.
-    async fn render(&mut self, s: &SyncedSecret) -> Result<bool, String> {
-        let target = self.shared.target(&s.target).await?;
+    async fn render(&mut self, s: &SyncedSecret) -> Result<bool, TargetError> {
+        let target = self
+            .shared
+            .target(&s.target)
+            .await
+            .map_err(TargetError::Api)?;
         let mut data = BTreeMap::new();
         let mut missing = Vec::new();
         for r in &s.references {
@@ -549,15 +626,14 @@ impl Engine {
         }
         if !missing.is_empty() {
             self.errors.remove(&s.name);
+            self.unavailable.remove(&s.name);
             return Ok(false);
         }
         // A type's required key gone at the source (basic-auth without its password): the
         // target goes as a whole rather than keep the deleted value.
-        if !s
-            .secret_type
-            .required_keys()
-            .iter()
-            .all(|k| data.contains_key(*k))
+        if s.secret_type
+            .check_keys(data.keys().map(String::as_str))
+            .is_err()
         {
             data.clear();
         }
@@ -575,10 +651,11 @@ impl Engine {
         match result {
             Ok(changed) => {
                 self.errors.remove(&s.name);
+                self.unavailable.remove(&s.name);
                 self.cache.rendered.insert(s.name.clone(), s.target.clone());
                 Ok(changed)
             }
-            Err(e) => Err(format!("TargetError: {e}")),
+            Err(e) => Err(e),
         }
     }
 
@@ -630,6 +707,14 @@ impl Engine {
         let down = *self.shared.uplink_down_since.lock().expect("uplink lock");
         let (state, since, reason) = if !reasons.is_empty() {
             ("Error", None, Some(reasons.join("; ")))
+        } else if let Some((since, why, _)) = self.unavailable.get(&s.name) {
+            (
+                "Stale",
+                Some(*since),
+                Some(format!(
+                    "{why}; the target keeps what it holds and the write is retried"
+                )),
+            )
         } else if pending {
             (
                 "Pending",
@@ -733,15 +818,60 @@ impl Engine {
 
     /// Waits out the backoff; `true` when woken early (config changed: re-read everything).
     async fn pause(&mut self) -> bool {
-        let jitter = u64::from(strongbox_crypto::random_bytes::<1>()[0])
-            * self.backoff.as_millis() as u64
-            / 512;
-        let d = self.backoff + Duration::from_millis(jitter);
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        let d = self.backoff.next_delay();
+        self.idle(d).await
+    }
+
+    /// After a round that left targets unwritten for now (Kubernetes API unreachable): when to
+    /// try them again, by the shared backoff and no sooner than the server asked.
+    fn schedule_target_retry(&mut self) {
+        if self.unavailable.is_empty() {
+            self.target_backoff.reset();
+            self.target_retry_at = None;
+            return;
+        }
+        let asked = self
+            .unavailable
+            .values()
+            .filter_map(|u| u.2)
+            .max()
+            .unwrap_or_default();
+        let d = self.target_backoff.next_delay().max(asked);
+        self.target_retry_at = Some(tokio::time::Instant::now() + d);
+    }
+
+    /// What the engine waits for besides the vault: a target changed outside the agent, or
+    /// the retry of a target that could not be written. Owns what it needs, so it can be
+    /// awaited next to a vault call.
+    fn target_due(&self) -> impl std::future::Future<Output = Retarget> + use<> {
+        let retarget = self.shared.retarget.clone();
+        let retry = self.target_retry_at;
+        async move {
+            tokio::select! {
+                _ = retarget.notified() => Retarget,
+                _ = async {
+                    match retry {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => Retarget,
+            }
+        }
+    }
+
+    /// Waits `d`, putting targets back meanwhile (from the cache, no vault call); `true` when
+    /// woken early by a config change (re-read everything).
+    async fn idle(&mut self, d: Duration) -> bool {
+        let until = tokio::time::Instant::now() + d;
         let shared = self.shared.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(d) => false,
-            _ = shared.wake.notified() => true,
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return false,
+                _ = shared.wake.notified() => return true,
+                Retarget = self.target_due() => {}
+            }
+            let config = self.shared.config();
+            self.render_all(&config, None).await;
         }
     }
 
@@ -788,11 +918,7 @@ impl Engine {
                 last_full = tokio::time::Instant::now();
             }
             if !following {
-                let shared = self.shared.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep(self.rotation) => {}
-                    _ = shared.wake.notified() => {}
-                }
+                self.idle(self.rotation).await;
                 need_full = true;
                 continue;
             }
@@ -800,10 +926,22 @@ impl Engine {
             let call =
                 secrets::changes_named(&self.shared.vault_uri(), Some(&c), FEED_WAIT_SECS, &names);
             let shared = self.shared.clone();
+            // A target to put back ends the long poll (resumed from the same cursor after).
+            let retarget = self.target_due();
+            let mut retargeted = false;
             let r = tokio::select! {
                 r = self.vault_call(call) => Some(r),
                 _ = shared.wake.notified() => None,
+                Retarget = retarget => {
+                    retargeted = true;
+                    None
+                }
             };
+            if retargeted {
+                let config = self.shared.config();
+                self.render_all(&config, None).await;
+                continue;
+            }
             match r {
                 None => need_full = true,
                 Some(Ok((200, Some(b)))) => {
@@ -898,5 +1036,28 @@ impl Engine {
         };
         self.render_all(&config, Some((at, &touched))).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one retry rule: 0.5 s doubling to 10 s, each delay between half and all of it.
+    #[test]
+    fn the_backoff_grows_from_half_a_second_to_ten_with_jitter() {
+        let mut b = Backoff::default();
+        let mut cap = BACKOFF_MIN;
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let d = b.next_delay();
+            assert!(d <= cap && d >= cap / 2, "{d:?} for {cap:?}");
+            seen.push(d);
+            cap = (cap * 2).min(BACKOFF_MAX);
+        }
+        assert!(seen.iter().all(|d| *d <= Duration::from_secs(10)));
+        assert!(seen[9] >= Duration::from_secs(5));
+        b.reset();
+        assert!(b.next_delay() <= BACKOFF_MIN);
     }
 }

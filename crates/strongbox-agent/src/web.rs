@@ -40,10 +40,16 @@ fn escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
+/// The whole page around `body`: its language declared and one `main` landmark (axe-core's
+/// `html-has-lang` and `region`).
+fn document(body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Strongbox edge agent</title></head><body><main><h1>Strongbox edge agent</h1>{body}</main></body></html>"
+    )
+}
+
 fn page(status: StatusCode, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Strongbox edge agent</title></head><body><h1>Strongbox edge agent</h1>{body}</body></html>"
-    );
+    let html = document(body);
     (
         status,
         [
@@ -124,14 +130,17 @@ async fn show(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
         }
         t.push_back(token.clone());
     }
-    page(
-        StatusCode::OK,
-        &format!(
-            "<p>Not activated. Paste the activation key from <code>strongbox device activation-key</code>.</p>\
+    page(StatusCode::OK, &activation_form(&token))
+}
+
+/// The activation form; every field has a label (axe-core's `label`, a critical rule).
+fn activation_form(token: &str) -> String {
+    format!(
+        "<p>Not activated. Paste the activation key from <code>strongbox device activation-key</code>.</p>\
 <form method=\"post\" action=\"/activate\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
-<textarea name=\"activationKey\" rows=\"6\" cols=\"80\" required></textarea><br>\
+<label for=\"activationKey\">Activation key</label><br>\
+<textarea id=\"activationKey\" name=\"activationKey\" rows=\"6\" cols=\"80\" required autocomplete=\"off\" spellcheck=\"false\"></textarea><br>\
 <button type=\"submit\">Activate</button></form>"
-        ),
     )
 }
 
@@ -422,5 +431,47 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `attr="…"` value inside one tag.
+    fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+        let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        tag[at..].split('"').next()
+    }
+
+    /// What axe-core's serious and critical rules ask of this markup (`html-has-lang`,
+    /// `label`, `document-title`): checked here until a browser run exists.
+    #[test]
+    fn the_page_declares_its_language_and_labels_every_field() {
+        let html = document(&activation_form("t0ken"));
+        assert!(
+            html.starts_with("<!doctype html><html lang=\"en\">"),
+            "{html}"
+        );
+        assert!(html.contains("<title>Strongbox edge agent</title>"));
+        let mut fields = 0;
+        for kind in ["<input", "<textarea", "<select"] {
+            for (at, _) in html.match_indices(kind) {
+                let tag = &html[at..at + html[at..].find('>').unwrap()];
+                if attr(tag, "type") == Some("hidden") {
+                    continue;
+                }
+                fields += 1;
+                let id = attr(tag, "id").unwrap_or_else(|| panic!("no id: {tag}"));
+                assert!(
+                    html.contains(&format!("<label for=\"{id}\">")),
+                    "no label for {id}"
+                );
+            }
+        }
+        assert_eq!(fields, 1, "the activation key field is checked");
+        assert!(html.contains("<button type=\"submit\">Activate</button>"));
+        // Every other page is the same document.
+        assert!(document("<p>x</p>").starts_with("<!doctype html><html lang=\"en\">"));
     }
 }

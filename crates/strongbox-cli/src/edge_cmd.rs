@@ -24,10 +24,28 @@ pub struct AgentDir {
     pub agent_dir: PathBuf,
 }
 
+/// The synced secret's Secret type (the agent knows each one's required keys).
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum SecretType {
     Opaque,
     BasicAuth,
+    Tls,
+    SshAuth,
+    #[value(name = "dockerconfigjson")]
+    DockerConfigJson,
+}
+
+impl From<SecretType> for strongbox_agent::targets::SecretType {
+    fn from(t: SecretType) -> Self {
+        use strongbox_agent::targets::SecretType as K;
+        match t {
+            SecretType::Opaque => K::Opaque,
+            SecretType::BasicAuth => K::BasicAuth,
+            SecretType::Tls => K::Tls,
+            SecretType::SshAuth => K::SshAuth,
+            SecretType::DockerConfigJson => K::DockerConfigJson,
+        }
+    }
 }
 
 /// How a synced secret is delivered, as create and add-from-vault both take it.
@@ -270,7 +288,7 @@ fn body(name: &str, refs: &[(String, String)], d: &Delivery) -> anyhow::Result<V
     };
     Ok(json!({
         "name": name,
-        "type": match d.secret_type { SecretType::Opaque => "Opaque", SecretType::BasicAuth => "kubernetes.io/basic-auth" },
+        "type": strongbox_agent::targets::SecretType::from(d.secret_type).as_str(),
         "references": refs.iter().map(|(k, v)| reference(k, v)).collect::<Vec<_>>(),
         "target": target,
         "onSourceDeleted": if d.keep_last_known { "keepLastKnown" } else { "remove" },
@@ -439,6 +457,18 @@ pub async fn synced(g: &Global, command: SyncedSecretCommand) -> anyhow::Result<
                     "the values name the key {extra:?}, which no --secret maps"
                 )));
             }
+            // The values too must make a valid Secret of the type (size, JSON, non-empty key):
+            // checked before anything is written to the vault.
+            strongbox_agent::targets::SecretType::from(delivery.secret_type)
+                .check_values(refs.iter().map(|(k, _)| {
+                    (
+                        k.as_str(),
+                        values[k].as_str().unwrap_or_default().as_bytes(),
+                    )
+                }))
+                .map_err(|m| {
+                    crate::exit::refused(400, "InvalidValue", format!("{m}; nothing was written"))
+                })?;
             let body = body(&name, &refs, &delivery)?;
             // Validate at the edge first, so a bad name or key writes nothing to the vault.
             api.call(
@@ -527,15 +557,20 @@ pub async fn synced(g: &Global, command: SyncedSecretCommand) -> anyhow::Result<
         }
         SyncedSecretCommand::Delete { a, name, force } => {
             let api = AgentApi::open(&a)?;
-            api.call(
-                reqwest::Method::DELETE,
-                &format!("/api/synced-secrets/{name}?force={force}"),
-                None,
-            )
-            .await?;
+            let v = api
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("/api/synced-secrets/{name}?force={force}"),
+                    None,
+                )
+                .await?;
             eprintln!(
                 "deleted the synced secret {name} at the edge (the vault's secrets are untouched)"
             );
+            // Someone else's object holding the target's name was left alone: done, with a word.
+            if let Some(w) = v["warning"].as_str() {
+                eprintln!("warning: {w}");
+            }
         }
         SyncedSecretCommand::Sync { a } => {
             let api = AgentApi::open(&a)?;

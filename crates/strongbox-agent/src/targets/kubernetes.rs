@@ -1,22 +1,33 @@
-//! The Kubernetes target: synced secret `name` becomes the Secret `name` in one namespace,
-//! written by server-side apply (field manager `strongbox-agent`), so all its keys switch in one
-//! write. Every Secret we write carries `app.kubernetes.io/managed-by: strongbox-agent` and
+//! The Kubernetes target: synced secret `name` becomes the Secret `name` in one namespace. Every
+//! Secret we write carries `app.kubernetes.io/managed-by: strongbox-agent` and
 //! `strongbox.io/synced-secret: <name>`; a Secret of that name without them is someone else's
 //! and is never adopted, updated or deleted (research edge-sync §7.7; the SSE's
 //! `CreateFailedInvalidLabel`).
 //!
-//! Adoption is also closed against races: a new Secret is first created (POST fails if one
-//! appeared meanwhile) holding only our labels and type, then filled by apply; every apply to an
-//! existing Secret carries the `resourceVersion` we checked, so a Secret replaced between the
-//! check and the write is refused by the API server rather than overwritten. The data keys are
-//! owned by the apply alone, so a key dropped from the synced secret is dropped from the Secret.
+//! A new Secret is created with all its data in one request: a create is create-only (409
+//! AlreadyExists when the name is taken meanwhile), which is the no-adoption guarantee, and the
+//! API server validates the Secret's data against its type on that first write too (an empty
+//! placeholder of type basic-auth is refused). Every later change is one server-side apply
+//! (field manager `strongbox-agent`), so all keys switch in one write, carrying the
+//! `resourceVersion` we checked: a Secret replaced between the check and the write is refused by
+//! the API server rather than overwritten.
+//!
+//! Errors are classified like the vault's: unreachable, 5xx and 429 are transient
+//! ([`TargetError::Unavailable`]: Stale, retried with the engine's backoff); forbidden, invalid
+//! and the rest are [`TargetError::Api`] (Error, with the API server's reason).
 
 use super::{Payload, Target, TargetError, content_hash, validate_name};
+use futures_util::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{
+    Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, WatchEvent, WatchParams,
+};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Field manager of every write, and the value of the managed-by label.
 pub const MANAGER: &str = "strongbox-agent";
@@ -28,6 +39,11 @@ pub const CONTENT_HASH_ANNOTATION: &str = "strongbox.io/content-hash";
 const MAX_LABEL_VALUE: usize = 63;
 /// Attempts when the Secret changes between our check and our write.
 const ATTEMPTS: usize = 4;
+/// An API server that does not accept the connection by then is unreachable (the default 30 s
+/// would hold every synced secret's round that long).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one watch of our Secrets runs before it is renewed.
+const WATCH_SECS: u32 = 290;
 
 fn labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -36,7 +52,7 @@ fn labels(name: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// The exact Secret the target applies for `p` in `namespace`.
+/// The exact Secret the target creates, and then applies, for `p` in `namespace`.
 pub fn manifest(p: &Payload, namespace: &str) -> Secret {
     Secret {
         metadata: ObjectMeta {
@@ -74,15 +90,34 @@ fn data_of(s: &Secret) -> BTreeMap<String, Vec<u8>> {
         .unwrap_or_default()
 }
 
-/// Names the code and reason; Secret API errors quote keys and fields, not values.
+/// Classifies a failed call and names the code and reason; Secret API errors quote keys and
+/// fields, not values. Transient: no answer (connect, TLS, a dropped connection), 5xx and 429
+/// (whose `retryAfterSeconds` is kept); everything else (403 Forbidden, 422 Invalid, 401, 404)
+/// is the API server's answer and is reported as it is.
 fn api_err(what: &str, e: kube::Error) -> TargetError {
     match e {
-        kube::Error::Api(s) => TargetError::Api(format!(
-            "{what}: {} {}: {}",
-            s.code,
-            s.reason,
-            s.message.chars().take(300).collect::<String>()
-        )),
+        kube::Error::Api(s) => {
+            let m = format!(
+                "{what}: {} {}: {}",
+                s.code,
+                s.reason,
+                s.message.chars().take(300).collect::<String>()
+            );
+            if s.code == 429 || s.code >= 500 {
+                let after = s
+                    .details
+                    .as_ref()
+                    .map(|d| d.retry_after_seconds)
+                    .filter(|s| *s > 0)
+                    .map(|s| Duration::from_secs(u64::from(s)));
+                TargetError::Unavailable(m, after)
+            } else {
+                TargetError::Api(m)
+            }
+        }
+        e @ (kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_)) => {
+            TargetError::Unavailable(format!("{what}: {e}"), None)
+        }
         other => TargetError::Api(format!("{what}: {other}")),
     }
 }
@@ -108,16 +143,26 @@ impl KubernetesTarget {
         }
     }
 
+    /// A client for `config` that leaves retrying to the sync engine: kube's own retry layer
+    /// (up to 15 attempts on 429/503/504, growing to minutes) would hide an outage from the
+    /// status and hold the engine's round.
+    pub fn client(mut config: kube::Config) -> Result<kube::Client, TargetError> {
+        config.default_retry = false;
+        config.connect_timeout = Some(CONNECT_TIMEOUT);
+        kube::Client::try_from(config)
+            .map_err(|e| TargetError::Api(format!("building the Kubernetes client: {e}")))
+    }
+
     /// A client from the environment (`KUBECONFIG`, `~/.kube/config`, or the in-cluster
     /// service account), in `namespace` or else the configuration's default namespace.
     pub async fn from_env(namespace: Option<&str>) -> Result<KubernetesTarget, TargetError> {
-        let client = kube::Client::try_default()
+        let config = kube::Config::infer()
             .await
             .map_err(|e| TargetError::Api(format!("no Kubernetes configuration: {e}")))?;
         let ns = namespace
             .map(String::from)
-            .unwrap_or_else(|| client.default_namespace().to_string());
-        Ok(KubernetesTarget::new(client, &ns))
+            .unwrap_or_else(|| config.default_namespace.clone());
+        Ok(KubernetesTarget::new(Self::client(config)?, &ns))
     }
 
     pub fn namespace(&self) -> &str {
@@ -145,9 +190,13 @@ impl KubernetesTarget {
         }
     }
 
-    /// Server-side apply of `want`, conditional on the resourceVersion we saw. `false` when
-    /// the Secret changed meanwhile.
-    async fn apply_over(&self, mut want: Secret, seen: &Secret) -> Result<bool, TargetError> {
+    /// Server-side apply of `want`, conditional on the resourceVersion we saw: the Secret as
+    /// applied, or `None` when it changed meanwhile.
+    async fn apply_over(
+        &self,
+        mut want: Secret,
+        seen: &Secret,
+    ) -> Result<Option<Secret>, TargetError> {
         let name = want.metadata.name.clone().unwrap_or_default();
         want.metadata.resource_version = seen.metadata.resource_version.clone();
         match self
@@ -159,9 +208,43 @@ impl KubernetesTarget {
             )
             .await
         {
+            Ok(applied) => Ok(Some(applied)),
+            Err(e) if status_of(&e) == Some(409) => Ok(None),
+            Err(e) => Err(api_err("applying the Secret", e)),
+        }
+    }
+
+    /// Removes the keys an apply left that `want` no longer has. The create records its keys
+    /// as written by an update, and an apply removes only keys it owns alone, so a key dropped
+    /// from the synced secret after the create stays until it is removed here (after the new
+    /// values are in place, conditional on the version the apply made). `false` when the
+    /// Secret changed meanwhile.
+    async fn drop_leftovers(
+        &self,
+        applied: &Secret,
+        want: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<bool, TargetError> {
+        let left: serde_json::Map<String, serde_json::Value> = data_of(applied)
+            .into_keys()
+            .filter(|k| !want.contains_key(k))
+            .map(|k| (k, serde_json::Value::Null))
+            .collect();
+        if left.is_empty() {
+            return Ok(true);
+        }
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": applied.metadata.resource_version},
+            "data": left,
+        });
+        let name = applied.metadata.name.clone().unwrap_or_default();
+        let pp = PatchParams {
+            field_manager: Some(MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        match self.api.patch(&name, &pp, &Patch::Merge(&patch)).await {
             Ok(_) => Ok(true),
             Err(e) if status_of(&e) == Some(409) => Ok(false),
-            Err(e) => Err(api_err("applying the Secret", e)),
+            Err(e) => Err(api_err("removing dropped keys from the Secret", e)),
         }
     }
 }
@@ -184,42 +267,17 @@ impl Target for KubernetesTarget {
         let want_data = data_of(&want);
         for _ in 0..ATTEMPTS {
             let Some(current) = self.ours(&p.name).await? else {
-                // Create holding only labels and type: fails if a Secret appeared meanwhile.
-                let skeleton = Secret {
-                    metadata: ObjectMeta {
-                        name: Some(p.name.clone()),
-                        namespace: Some(self.namespace.clone()),
-                        labels: Some(labels(&p.name)),
-                        ..ObjectMeta::default()
-                    },
-                    type_: want.type_.clone(),
-                    ..Secret::default()
-                };
+                // Create-only, data and all: 409 if a Secret of this name appeared since the
+                // read (the next read says whose it is).
                 let pp = PostParams {
                     field_manager: Some(MANAGER.to_string()),
                     ..PostParams::default()
                 };
-                match self.api.create(&pp, &skeleton).await {
-                    Ok(created) => match self.apply_over(want.clone(), &created).await {
-                        Ok(true) => return Ok(true),
-                        Ok(false) => {}
-                        Err(e) => {
-                            // Never leave workloads an empty Secret: take back the one just made.
-                            let dp = DeleteParams {
-                                preconditions: Some(Preconditions {
-                                    uid: created.metadata.uid.clone(),
-                                    resource_version: None,
-                                }),
-                                ..DeleteParams::default()
-                            };
-                            let _ = self.api.delete(&p.name, &dp).await;
-                            return Err(e);
-                        }
-                    },
-                    Err(e) if status_of(&e) == Some(409) => {}
+                match self.api.create(&pp, &want).await {
+                    Ok(_) => return Ok(true),
+                    Err(e) if status_of(&e) == Some(409) => continue,
                     Err(e) => return Err(api_err("creating the Secret", e)),
                 }
-                continue;
             };
             let same_data = data_of(&current) == want_data;
             if current.type_ != want.type_ {
@@ -238,27 +296,30 @@ impl Target for KubernetesTarget {
                 }
                 continue;
             }
-            let same_meta = current
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(CONTENT_HASH_ANNOTATION))
-                == want
-                    .metadata
+            let hash = |s: &Secret| {
+                s.metadata
                     .annotations
                     .as_ref()
-                    .and_then(|a| a.get(CONTENT_HASH_ANNOTATION));
-            if same_data && same_meta {
+                    .and_then(|a| a.get(CONTENT_HASH_ANNOTATION))
+                    .cloned()
+            };
+            if same_data && hash(&current) == hash(&want) {
                 return Ok(false);
             }
-            if self.apply_over(want.clone(), &current).await? {
+            if let Some(applied) = self.apply_over(want.clone(), &current).await?
+                && self.drop_leftovers(&applied, &want_data).await?
+            {
                 return Ok(!same_data);
             }
         }
-        Err(TargetError::Api(format!(
-            "Secret {}/{} kept changing while it was written; retry later",
-            self.namespace, p.name
-        )))
+        // Someone else keeps writing it: a race, not a refusal; the engine retries soon.
+        Err(TargetError::Unavailable(
+            format!(
+                "Secret {}/{} kept changing while it was written",
+                self.namespace, p.name
+            ),
+            None,
+        ))
     }
 
     async fn remove(&self, name: &str) -> Result<(), TargetError> {
@@ -282,6 +343,52 @@ impl Target for KubernetesTarget {
     async fn present(&self, name: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>, TargetError> {
         Ok(self.ours(name).await?.map(|s| data_of(&s)))
     }
+
+    /// Watches the metadata of our Secrets in the namespace (only those labelled as ours) and
+    /// tells `changed` on every event, so a Secret deleted or edited by hand is put back at
+    /// once. Each (re)started watch first lists what exists, which also tells `changed` when the
+    /// API server is back after an outage. Failures retry with the engine's backoff.
+    fn follow_changes(&self, changed: Arc<Notify>) {
+        let api = self.api.clone();
+        let namespace = self.namespace.clone();
+        tokio::spawn(async move {
+            let selector = format!("{MANAGED_BY_LABEL}={MANAGER}");
+            let mut backoff = crate::sync::Backoff::default();
+            let mut failing = false;
+            loop {
+                let wp = WatchParams::default().labels(&selector).timeout(WATCH_SECS);
+                let failure = match api.watch_metadata(&wp, "0").await {
+                    Ok(stream) => {
+                        let mut stream = std::pin::pin!(stream);
+                        loop {
+                            match stream.next().await {
+                                None => break None,
+                                Some(Ok(WatchEvent::Bookmark(_))) => {}
+                                Some(Ok(WatchEvent::Error(s))) => {
+                                    break Some(format!("{} {}", s.code, s.reason));
+                                }
+                                Some(Ok(_)) => {
+                                    failing = false;
+                                    backoff.reset();
+                                    changed.notify_one();
+                                }
+                                Some(Err(e)) => break Some(e.to_string()),
+                            }
+                        }
+                    }
+                    Err(e) => Some(api_err("watching our Secrets", e).to_string()),
+                };
+                if let Some(why) = failure
+                    && !std::mem::replace(&mut failing, true)
+                {
+                    eprintln!(
+                        "warning: watching Secrets in {namespace} failed ({why}); retrying, and checking them on every sync round meanwhile"
+                    );
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        });
+    }
 }
 
 #[cfg(test)]
@@ -289,7 +396,7 @@ mod tests {
     use super::super::SecretType;
     use super::super::contract::{self, payload};
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     #[test]
     fn the_manifest_is_exactly_the_secret_we_mean() {
@@ -358,27 +465,378 @@ mod tests {
         assert!(e.to_string().contains("username"), "{e}");
     }
 
+    /// A fake API server: a real HTTP server on 127.0.0.1 that answers the Secret calls the
+    /// target makes the way kube-apiserver does (Status bodies, create-only POST with 409
+    /// AlreadyExists, resourceVersion preconditions, apply keeping keys a create wrote, merge
+    /// patch removing `null` keys), records every write, and can be told to fail every call
+    /// with a given answer. It validates nothing itself: the tests look at what was sent.
+    mod fake {
+        use axum::Router;
+        use axum::extract::{Path, State};
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::response::{IntoResponse, Response};
+        use serde_json::{Value, json};
+        use std::collections::BTreeMap;
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Default)]
+        pub struct Fake {
+            pub secrets: Mutex<BTreeMap<String, Value>>,
+            /// (method and patch kind, body) of every write.
+            pub writes: Mutex<Vec<(String, Value)>>,
+            /// Every call answers this (status, Status body) while set.
+            pub fail: Mutex<Option<(u16, Value)>>,
+            rv: Mutex<u64>,
+        }
+
+        pub fn status(code: u16, reason: &str, message: &str) -> Value {
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": message, "reason": reason, "code": code})
+        }
+
+        fn answer(code: u16, v: Value) -> Response {
+            (StatusCode::from_u16(code).unwrap(), axum::Json(v)).into_response()
+        }
+
+        impl Fake {
+            fn failing(&self) -> Option<Response> {
+                self.fail.lock().unwrap().clone().map(|(c, v)| answer(c, v))
+            }
+            fn stamp(&self, mut v: Value) -> Value {
+                let mut rv = self.rv.lock().unwrap();
+                *rv += 1;
+                v["metadata"]["resourceVersion"] = json!(rv.to_string());
+                if v["metadata"]["uid"].is_null() {
+                    v["metadata"]["uid"] = json!(format!("uid-{rv}"));
+                }
+                v
+            }
+        }
+
+        type S = State<Arc<Fake>>;
+
+        async fn get(State(f): S, Path((_, name)): Path<(String, String)>) -> Response {
+            if let Some(r) = f.failing() {
+                return r;
+            }
+            match f.secrets.lock().unwrap().get(&name) {
+                Some(v) => answer(200, v.clone()),
+                None => answer(
+                    404,
+                    status(404, "NotFound", &format!("secrets \"{name}\" not found")),
+                ),
+            }
+        }
+
+        async fn create(
+            State(f): S,
+            Path(_): Path<String>,
+            axum::Json(body): axum::Json<Value>,
+        ) -> Response {
+            if let Some(r) = f.failing() {
+                return r;
+            }
+            f.writes.lock().unwrap().push(("POST".into(), body.clone()));
+            let name = body["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let mut secrets = f.secrets.lock().unwrap();
+            if secrets.contains_key(&name) {
+                return answer(
+                    409,
+                    status(
+                        409,
+                        "AlreadyExists",
+                        &format!("secrets \"{name}\" already exists"),
+                    ),
+                );
+            }
+            let v = f.stamp(body);
+            secrets.insert(name, v.clone());
+            answer(201, v)
+        }
+
+        async fn patch(
+            State(f): S,
+            Path((_, name)): Path<(String, String)>,
+            headers: HeaderMap,
+            body: axum::body::Bytes,
+        ) -> Response {
+            // Apply bodies come as application/apply-patch+yaml (JSON is YAML).
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            if let Some(r) = f.failing() {
+                return r;
+            }
+            let kind = headers["content-type"].to_str().unwrap().to_string();
+            f.writes
+                .lock()
+                .unwrap()
+                .push((format!("PATCH {kind}"), body.clone()));
+            let mut secrets = f.secrets.lock().unwrap();
+            let Some(current) = secrets.get(&name).cloned() else {
+                return answer(404, status(404, "NotFound", "not found"));
+            };
+            let want_rv = &body["metadata"]["resourceVersion"];
+            if !want_rv.is_null() && *want_rv != current["metadata"]["resourceVersion"] {
+                return answer(409, status(409, "Conflict", "the object has been modified"));
+            }
+            let mut next = current.clone();
+            let mut data = current["data"].as_object().cloned().unwrap_or_default();
+            for (k, v) in body["data"].as_object().cloned().unwrap_or_default() {
+                if v.is_null() {
+                    data.remove(&k);
+                } else {
+                    data.insert(k, v);
+                }
+            }
+            next["data"] = json!(data);
+            for field in ["labels", "annotations"] {
+                if !body["metadata"][field].is_null() {
+                    next["metadata"][field] = body["metadata"][field].clone();
+                }
+            }
+            let v = f.stamp(next);
+            secrets.insert(name, v.clone());
+            answer(200, v)
+        }
+
+        async fn delete(State(f): S, Path((_, name)): Path<(String, String)>) -> Response {
+            if let Some(r) = f.failing() {
+                return r;
+            }
+            f.writes
+                .lock()
+                .unwrap()
+                .push(("DELETE".into(), json!(name)));
+            match f.secrets.lock().unwrap().remove(&name) {
+                Some(_) => answer(
+                    200,
+                    json!({"kind": "Status", "status": "Success", "code": 200}),
+                ),
+                None => answer(404, status(404, "NotFound", "not found")),
+            }
+        }
+
+        /// Serves on a free port; the kube config that points at it.
+        pub async fn start() -> (Arc<Fake>, kube::Config) {
+            let f = Arc::new(Fake::default());
+            let app = Router::new()
+                .route(
+                    "/api/v1/namespaces/{ns}/secrets",
+                    axum::routing::post(create),
+                )
+                .route(
+                    "/api/v1/namespaces/{ns}/secrets/{name}",
+                    axum::routing::get(get).patch(patch).delete(delete),
+                )
+                .with_state(f.clone());
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", l.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(l, app).await });
+            (f, kube::Config::new(url.parse().unwrap()))
+        }
+    }
+
+    fn valid(t: SecretType) -> Vec<(&'static str, &'static str)> {
+        match t {
+            SecretType::Opaque => vec![("config.yaml", "a: 1")],
+            SecretType::BasicAuth => vec![("username", "u"), ("password", "p")],
+            SecretType::Tls => vec![
+                ("tls.crt", "-----BEGIN CERTIFICATE-----"),
+                ("tls.key", "-----BEGIN PRIVATE KEY-----"),
+            ],
+            SecretType::SshAuth => vec![("ssh-privatekey", "-----BEGIN OPENSSH PRIVATE KEY-----")],
+            SecretType::DockerConfigJson => vec![(".dockerconfigjson", r#"{"auths":{}}"#)],
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_write_of_every_type_is_a_create_that_carries_its_data() {
+        let (f, config) = fake::start().await;
+        let t = KubernetesTarget::new(KubernetesTarget::client(config).unwrap(), "edge");
+        for ty in SecretType::ALL {
+            let name = format!(
+                "s-{}",
+                ty.as_str().rsplit('/').next().unwrap().to_lowercase()
+            );
+            f.writes.lock().unwrap().clear();
+            let p = payload(&name, ty, &valid(ty));
+            assert!(t.apply(&p).await.unwrap(), "{ty}");
+            let writes = f.writes.lock().unwrap().clone();
+            assert_eq!(writes.len(), 1, "{ty}: one write, the create: {writes:?}");
+            let (method, body) = &writes[0];
+            assert_eq!(method, "POST", "{ty}");
+            assert_eq!(body["type"], ty.as_str());
+            assert_eq!(body, &serde_json::to_value(manifest(&p, "edge")).unwrap());
+            for (k, v) in valid(ty) {
+                let sent = base64::Engine::decode(
+                    &base64::engine::general_purpose::STANDARD,
+                    body["data"][k].as_str().unwrap(),
+                )
+                .unwrap();
+                assert_eq!(sent, v.as_bytes(), "{ty}: {k} is in the first write");
+            }
+            assert!(is_ours(
+                &serde_json::from_value(body.clone()).unwrap(),
+                &name
+            ));
+            // The same content again: nothing written.
+            assert!(!t.apply(&p).await.unwrap());
+            assert_eq!(f.writes.lock().unwrap().len(), 1);
+        }
+
+        // A later change is one server-side apply, conditional on the version read.
+        let ty = SecretType::BasicAuth;
+        let v2 = payload(
+            "s-basic-auth",
+            ty,
+            &[("username", "u2"), ("password", "p2"), ("ca.crt", "c")],
+        );
+        f.writes.lock().unwrap().clear();
+        assert!(t.apply(&v2).await.unwrap());
+        let writes = f.writes.lock().unwrap().clone();
+        assert_eq!(writes.len(), 1, "{writes:?}");
+        assert_eq!(writes[0].0, "PATCH application/apply-patch+yaml");
+        assert!(writes[0].1["metadata"]["resourceVersion"].is_string());
+        assert_eq!(writes[0].1["data"]["username"], "dTI=");
+        // A key dropped after the create (the API server keeps keys a create wrote through an
+        // apply that omits them): removed by a conditional merge patch after the apply.
+        let v3 = payload(
+            "s-basic-auth",
+            ty,
+            &[("username", "u3"), ("password", "p3")],
+        );
+        f.writes.lock().unwrap().clear();
+        assert!(t.apply(&v3).await.unwrap());
+        let writes = f.writes.lock().unwrap().clone();
+        assert_eq!(writes.len(), 2, "{writes:?}");
+        assert_eq!(writes[1].0, "PATCH application/merge-patch+json");
+        assert_eq!(writes[1].1["data"], json!({"ca.crt": null}));
+        assert!(writes[1].1["metadata"]["resourceVersion"].is_string());
+        let present = t.present("s-basic-auth").await.unwrap().unwrap();
+        assert_eq!(present.keys().collect::<Vec<_>>(), ["password", "username"]);
+    }
+
+    #[tokio::test]
+    async fn kubernetes_errors_are_transient_or_the_servers_refusal() {
+        let (f, config) = fake::start().await;
+        let t = KubernetesTarget::new(KubernetesTarget::client(config).unwrap(), "edge");
+        let p = payload("db", SecretType::Opaque, &[("k", "v")]);
+        let fail = |code: u16, body: Value| *f.fail.lock().unwrap() = Some((code, body));
+
+        // 503 and 500: transient (Stale), not retried by the client itself (one call).
+        for code in [500, 503] {
+            fail(
+                code,
+                fake::status(code, "ServiceUnavailable", "etcd is down"),
+            );
+            let e = t.apply(&p).await.unwrap_err();
+            assert!(
+                matches!(&e, TargetError::Unavailable(m, None) if m.contains(&code.to_string())),
+                "{e}"
+            );
+        }
+        // 429 with the server's retryAfterSeconds: transient, and the delay is kept.
+        let mut busy = fake::status(429, "TooManyRequests", "too many requests");
+        busy["details"] = json!({"retryAfterSeconds": 3});
+        fail(429, busy);
+        let e = t.apply(&p).await.unwrap_err();
+        assert_eq!(
+            e,
+            TargetError::Unavailable(
+                "reading the Secret: 429 TooManyRequests: too many requests".into(),
+                Some(Duration::from_secs(3))
+            )
+        );
+        // Forbidden and invalid: the server's answer, with its reason (an Error).
+        fail(
+            403,
+            fake::status(
+                403,
+                "Forbidden",
+                "secrets \"db\" is forbidden: User \"system:serviceaccount:edge:agent\" cannot get resource \"secrets\" in the namespace \"other\"",
+            ),
+        );
+        let e = t.apply(&p).await.unwrap_err();
+        assert!(
+            matches!(&e, TargetError::Api(m) if m.contains("403 Forbidden") && m.contains("cannot get")),
+            "{e}"
+        );
+        assert!(!e.is_transient());
+        *f.fail.lock().unwrap() = None;
+        // 422 Invalid (what a Secret the API server cannot accept gets): Error.
+        fail(
+            422,
+            fake::status(
+                422,
+                "Invalid",
+                "Secret \"db\" is invalid: data[username]: Required value",
+            ),
+        );
+        let e = t.apply(&p).await.unwrap_err();
+        assert!(
+            matches!(&e, TargetError::Api(m) if m.contains("422 Invalid")),
+            "{e}"
+        );
+        *f.fail.lock().unwrap() = None;
+
+        // A Secret of that name created by someone else between our read and our create: the
+        // create is refused (409) and the next read finds it is not ours.
+        f.secrets.lock().unwrap().insert(
+            "theirs".into(),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "theirs", "resourceVersion": "1"}, "data": {"k": "eA=="}}),
+        );
+        let e = t
+            .apply(&payload("theirs", SecretType::Opaque, &[("k", "v")]))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, TargetError::NotOurs(_)), "{e}");
+        assert!(matches!(
+            t.remove("theirs").await,
+            Err(TargetError::NotOurs(_))
+        ));
+
+        // Nothing listening (the API server stopped): transient, and quickly so.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let gone = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+        let t3 = KubernetesTarget::new(KubernetesTarget::client(gone).unwrap(), "edge");
+        let started = std::time::Instant::now();
+        let e = t3.apply(&p).await.unwrap_err();
+        assert!(e.is_transient(), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
     #[tokio::test]
     async fn the_target_refuses_what_kubernetes_would_before_any_call() {
         // A client to an address nothing listens on: validation must not need it.
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
-        let t = KubernetesTarget::new(kube::Client::try_from(config).unwrap(), "ns");
+        let t = KubernetesTarget::new(KubernetesTarget::client(config).unwrap(), "ns");
         assert_eq!(t.describe(), "kubernetes:ns");
         let long = "a".repeat(64);
         for p in [
             payload(&long, SecretType::Opaque, &[("k", "v")]),
             payload("ok", SecretType::BasicAuth, &[("username", "u")]),
             payload("ok", SecretType::Opaque, &[("a/b", "v")]),
+            payload("ok", SecretType::Tls, &[("tls.crt", "c")]),
+            payload("ok", SecretType::SshAuth, &[("ssh-privatekey", "")]),
+            payload(
+                "ok",
+                SecretType::DockerConfigJson,
+                &[(".dockerconfigjson", "not json")],
+            ),
         ] {
             let e = t.apply(&p).await.unwrap_err();
             assert!(matches!(e, TargetError::Invalid(_)), "{e}");
         }
-        // And an unreachable API is an Api error, not a panic.
+        // And an unreachable API is a transient error, not a panic.
         let e = t
             .apply(&payload("ok", SecretType::Opaque, &[("k", "v")]))
             .await
             .unwrap_err();
-        assert!(matches!(e, TargetError::Api(_)), "{e}");
+        assert!(matches!(e, TargetError::Unavailable(..)), "{e}");
     }
 
     /// Against a real cluster when `KUBECONFIG` names one (namespace from

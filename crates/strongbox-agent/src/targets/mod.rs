@@ -18,31 +18,127 @@ use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
 /// The Kubernetes Secret types a synced secret may have (an allow-list: never
-/// `service-account-token`).
+/// `service-account-token`, nor the legacy `dockercfg` or bootstrap tokens). The names are the
+/// `SecretType*` constants of kubernetes/kubernetes `pkg/apis/core/types.go`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum SecretType {
     #[default]
     Opaque,
-    /// Requires the keys `username` and `password`.
+    /// `username` and `password`.
     #[serde(rename = "kubernetes.io/basic-auth")]
     BasicAuth,
+    /// `tls.crt` and `tls.key`.
+    #[serde(rename = "kubernetes.io/tls")]
+    Tls,
+    /// A non-empty `ssh-privatekey`.
+    #[serde(rename = "kubernetes.io/ssh-auth")]
+    SshAuth,
+    /// `.dockerconfigjson`, a JSON object.
+    #[serde(rename = "kubernetes.io/dockerconfigjson")]
+    DockerConfigJson,
 }
 
+/// The most a Secret's values may hold together: `MaxSecretSize = 1 * 1024 * 1024` in
+/// kubernetes/kubernetes `pkg/apis/core/types.go`; `ValidateSecret` sums the values' lengths
+/// (not the keys') and refuses more.
+pub const MAX_SECRET_SIZE: usize = 1024 * 1024;
+
+/// Where the rules below come from, named in every refusal.
+const VALIDATE_SECRET: &str = "Kubernetes ValidateSecret, pkg/apis/core/validation/validation.go";
+
 impl SecretType {
+    pub const ALL: [SecretType; 5] = [
+        SecretType::Opaque,
+        SecretType::BasicAuth,
+        SecretType::Tls,
+        SecretType::SshAuth,
+        SecretType::DockerConfigJson,
+    ];
+
     /// The Secret `type` field.
     pub fn as_str(self) -> &'static str {
         match self {
             SecretType::Opaque => "Opaque",
             SecretType::BasicAuth => "kubernetes.io/basic-auth",
+            SecretType::Tls => "kubernetes.io/tls",
+            SecretType::SshAuth => "kubernetes.io/ssh-auth",
+            SecretType::DockerConfigJson => "kubernetes.io/dockerconfigjson",
         }
     }
 
-    /// Keys the type requires.
+    /// Keys the type requires. Kubernetes' `ValidateSecret` (per type, with the key names of
+    /// `pkg/apis/core/types.go`): basic-auth needs `username` or `password`
+    /// (`BasicAuthUsernameKey`, `BasicAuthPasswordKey`), tls needs `tls.crt` and `tls.key`
+    /// (`TLSCertKey`, `TLSPrivateKeyKey`), ssh-auth needs `ssh-privatekey` (`SSHAuthPrivateKey`),
+    /// dockerconfigjson needs `.dockerconfigjson` (`DockerConfigJsonKey`). The agent asks
+    /// basic-auth for both keys: half a credential is no credential, and a dataflow `secretRef`
+    /// reads both; so what the agent accepts Kubernetes accepts too.
     pub fn required_keys(self) -> &'static [&'static str] {
         match self {
             SecretType::Opaque => &[],
             SecretType::BasicAuth => &["username", "password"],
+            SecretType::Tls => &["tls.crt", "tls.key"],
+            SecretType::SshAuth => &["ssh-privatekey"],
+            SecretType::DockerConfigJson => &[".dockerconfigjson"],
         }
+    }
+
+    /// The rules the key names alone decide (so a synced secret is refused when it is made,
+    /// before any value exists): the type's required keys.
+    pub fn check_keys<'a>(self, keys: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
+        let keys: Vec<&str> = keys.into_iter().collect();
+        let missing: Vec<&str> = self
+            .required_keys()
+            .iter()
+            .copied()
+            .filter(|k| !keys.contains(k))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "a {self} Secret needs the keys {} ({VALIDATE_SECRET}); missing: {}",
+            self.required_keys().join(" and "),
+            missing.join(", ")
+        ))
+    }
+
+    /// The rules the values decide, checked before anything is written; never shows a value.
+    /// `ValidateSecret`: the values hold at most [`MAX_SECRET_SIZE`] bytes together; ssh-auth's
+    /// `ssh-privatekey` is not empty; dockerconfigjson's `.dockerconfigjson` is JSON that Go's
+    /// `json.Unmarshal` reads into a `map[string]interface{}` (an object, or `null`).
+    pub fn check_values<'a>(
+        self,
+        data: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<(), String> {
+        let mut total = 0usize;
+        for (k, v) in data {
+            total += v.len();
+            match (self, k) {
+                (SecretType::SshAuth, "ssh-privatekey") if v.is_empty() => {
+                    return Err(format!(
+                        "a {self} Secret needs a non-empty ssh-privatekey ({VALIDATE_SECRET})"
+                    ));
+                }
+                (SecretType::DockerConfigJson, ".dockerconfigjson")
+                    if serde_json::from_slice::<
+                        Option<serde_json::Map<String, serde_json::Value>>,
+                    >(v)
+                    .is_err() =>
+                {
+                    return Err(format!(
+                        "the value of .dockerconfigjson is not a JSON object, which a {self} Secret needs ({VALIDATE_SECRET})"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if total > MAX_SECRET_SIZE {
+            return Err(format!(
+                "the values hold {total} bytes together; a Kubernetes Secret holds at most {MAX_SECRET_SIZE} (MaxSecretSize, pkg/apis/core/types.go)"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -72,36 +168,23 @@ impl std::fmt::Debug for Payload {
 }
 
 impl Payload {
-    /// The name, every key, and the keys the type requires. At least one key.
+    /// Everything Kubernetes checks of a Secret's name and data, before anything is written:
+    /// the name, every key, the keys the type requires, the values. At least one key.
     pub fn validate(&self) -> Result<(), TargetError> {
         validate_name(&self.name).map_err(TargetError::Invalid)?;
+        let refuse = |m: String| TargetError::Invalid(format!("synced secret {}: {m}", self.name));
         if self.data.is_empty() {
-            return Err(TargetError::Invalid(format!(
-                "synced secret {} has no keys",
-                self.name
-            )));
+            return Err(refuse("it has no keys".into()));
         }
         for k in self.data.keys() {
-            validate_key(k)
-                .map_err(|m| TargetError::Invalid(format!("synced secret {}: {m}", self.name)))?;
+            validate_key(k).map_err(refuse)?;
         }
-        let missing: Vec<&str> = self
-            .secret_type
-            .required_keys()
-            .iter()
-            .copied()
-            .filter(|k| !self.data.contains_key(*k))
-            .collect();
-        if !missing.is_empty() {
-            return Err(TargetError::Invalid(format!(
-                "synced secret {} of type {} needs the keys {}; missing: {}",
-                self.name,
-                self.secret_type,
-                self.secret_type.required_keys().join(" and "),
-                missing.join(", ")
-            )));
-        }
-        Ok(())
+        self.secret_type
+            .check_keys(self.data.keys().map(String::as_str))
+            .map_err(refuse)?;
+        self.secret_type
+            .check_values(self.data.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .map_err(refuse)
     }
 }
 
@@ -121,8 +204,10 @@ pub fn content_hash(data: &BTreeMap<String, Zeroizing<Vec<u8>>>) -> String {
 const MAX_NAME: usize = 253;
 
 /// A Kubernetes Secret name: a DNS-1123 subdomain (lowercase letters, digits, `-` and `.`; at
-/// most 253 characters; every dot-separated label starts and ends with a letter or digit). Such
-/// a name is also a safe directory name (never `.`, `..` or a path).
+/// most 253 characters; every dot-separated label starts and ends with a letter or digit): Kubernetes'
+/// `ValidateSecretName = NameIsDNSSubdomain` (pkg/apis/core/validation/validation.go), i.e.
+/// `IsDNS1123Subdomain` in apimachinery pkg/util/validation/validation.go. Such a name is also a
+/// safe directory name (never `.`, `..` or a path).
 pub fn validate_name(name: &str) -> Result<(), String> {
     let shown: String = name.chars().take(64).collect();
     if name.is_empty() {
@@ -148,9 +233,11 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A Kubernetes Secret data key (`[-._a-zA-Z0-9]+`, at most 253 characters), which is also the
-/// file name in a file target. `.`, `..` and anything starting with `..` are refused: those
-/// names are the target's own (`..data`, `..data_tmp`, timestamped directories).
+/// A Kubernetes Secret data key, which is also the file name in a file target: Kubernetes'
+/// `IsConfigMapKey` (apimachinery pkg/util/validation/validation.go, which `ValidateSecret`
+/// applies to every key): `[-._a-zA-Z0-9]+`, at most 253 characters
+/// (`DNS1123SubdomainMaxLength`), and not `.`, `..` or anything starting with `..` (which are
+/// also the file target's own names: `..data`, `..data_tmp`).
 pub fn validate_key(key: &str) -> Result<(), String> {
     let shown: String = key.chars().take(64).collect();
     if key.is_empty() {
@@ -190,9 +277,21 @@ pub enum TargetError {
     /// The local file system failed.
     #[error("I/O: {0}")]
     Io(String),
-    /// The Kubernetes API failed.
+    /// The Kubernetes API refused (forbidden, invalid, not found) or failed for good.
     #[error("Kubernetes API: {0}")]
     Api(String),
+    /// The Kubernetes API could not answer now (unreachable, 5xx, 429): the target keeps what
+    /// it holds and the write is retried with the engine's backoff, no sooner than the server's
+    /// `retryAfterSeconds` when it gave one.
+    #[error("Kubernetes API unavailable: {0}")]
+    Unavailable(String, Option<std::time::Duration>),
+}
+
+impl TargetError {
+    /// A transient failure: report Stale and retry soon, not Error.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TargetError::Unavailable(..))
+    }
 }
 
 /// Where a synced secret is delivered.
@@ -208,6 +307,10 @@ pub trait Target: Send + Sync {
     /// The content a consumer sees now, or `None` when it is absent: to notice a deleted or
     /// changed target.
     async fn present(&self, name: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>, TargetError>;
+    /// Starts telling `changed` whenever something may have changed or deleted this target's
+    /// content outside the agent, so it is put back at once. By default nothing is followed
+    /// (the engine checks on its regular rounds).
+    fn follow_changes(&self, _changed: std::sync::Arc<tokio::sync::Notify>) {}
 }
 
 #[cfg(test)]
@@ -377,6 +480,98 @@ mod tests {
         assert!(empty.validate().is_err());
     }
 
+    /// Each type against Kubernetes' `ValidateSecret` (pkg/apis/core/validation/validation.go):
+    /// what it requires is refused when missing, with the rule named and no value shown.
+    #[test]
+    fn every_type_follows_kubernetes_validate_secret() {
+        let check = |t: SecretType, pairs: &[(&str, &str)]| {
+            contract::payload("x", t, pairs)
+                .validate()
+                .map_err(|e| e.to_string())
+        };
+        let ok: [(SecretType, &[(&str, &str)]); 5] = [
+            (SecretType::Opaque, &[("anything", "")]),
+            (
+                SecretType::BasicAuth,
+                &[("username", "u"), ("password", "")],
+            ),
+            (
+                SecretType::Tls,
+                &[("tls.crt", "c"), ("tls.key", ""), ("ca.crt", "a")],
+            ),
+            (
+                SecretType::SshAuth,
+                &[("ssh-privatekey", "k"), ("known_hosts", "")],
+            ),
+            (
+                SecretType::DockerConfigJson,
+                &[(".dockerconfigjson", r#"{"auths": {}}"#)],
+            ),
+        ];
+        for (t, pairs) in ok {
+            assert_eq!(check(t, pairs), Ok(()), "{t}");
+            // Every required key is required.
+            for k in t.required_keys() {
+                let without: Vec<(&str, &str)> =
+                    pairs.iter().copied().filter(|(x, _)| x != k).collect();
+                if without.is_empty() {
+                    continue; // no keys at all is refused anyway
+                }
+                let e = check(t, &without).unwrap_err();
+                assert!(
+                    e.contains(&format!("missing: {k}")) && e.contains("ValidateSecret"),
+                    "{t} {k}: {e}"
+                );
+            }
+        }
+        assert_eq!(SecretType::ALL.len(), ok.len(), "every type is covered");
+        // Values: ssh-privatekey must not be empty; .dockerconfigjson must be a JSON object
+        // (or null, as Go's json.Unmarshal into a map takes it); the error never shows it.
+        let e = check(SecretType::SshAuth, &[("ssh-privatekey", "")]).unwrap_err();
+        assert!(e.contains("non-empty ssh-privatekey"), "{e}");
+        for bad in ["hunter2", "[1]", "\"s\"", "{", ""] {
+            let e = check(SecretType::DockerConfigJson, &[(".dockerconfigjson", bad)]).unwrap_err();
+            assert!(e.contains("not a JSON object"), "{bad}: {e}");
+            assert!(bad.is_empty() || !e.contains(bad) || bad == "{", "{e}");
+        }
+        assert_eq!(
+            check(
+                SecretType::DockerConfigJson,
+                &[(".dockerconfigjson", "null")]
+            ),
+            Ok(())
+        );
+        // The values together at most MaxSecretSize (1 MiB); keys are not counted.
+        let half = "v".repeat(MAX_SECRET_SIZE / 2);
+        assert_eq!(
+            check(SecretType::Opaque, &[("a", &half), ("b", &half)]),
+            Ok(())
+        );
+        let e = check(
+            SecretType::Opaque,
+            &[("a", &half), ("b", &half), ("c", "!")],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("at most 1048576") && e.contains("MaxSecretSize"),
+            "{e}"
+        );
+        // Keys by IsConfigMapKey, names by IsDNS1123Subdomain (tested above).
+        assert!(
+            check(SecretType::Opaque, &[("a b", "v")])
+                .unwrap_err()
+                .contains("letters, digits")
+        );
+        // The key rules alone decide at create time (no values yet).
+        assert!(
+            SecretType::Tls
+                .check_keys(["tls.crt"])
+                .unwrap_err()
+                .contains("missing: tls.key")
+        );
+        assert_eq!(SecretType::Tls.check_keys(["tls.key", "tls.crt"]), Ok(()));
+    }
+
     #[test]
     fn the_type_serializes_as_kubernetes_names_it() {
         assert_eq!(
@@ -390,6 +585,9 @@ mod tests {
         assert!(
             serde_json::from_str::<SecretType>("\"kubernetes.io/service-account-token\"").is_err()
         );
+        for t in SecretType::ALL {
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
     }
 
     #[test]

@@ -31,6 +31,8 @@ struct Edge {
     agent_port: u16,
     /// Extra `agent run` arguments.
     extra: Vec<String>,
+    /// Extra environment of the agent (e.g. its KUBECONFIG).
+    env: Vec<(String, String)>,
 }
 
 impl Edge {
@@ -41,6 +43,10 @@ impl Edge {
     }
 
     async fn with(server: &Server, root: &Path, extra: &[&str]) -> Edge {
+        Edge::with_env(server, root, extra, &[]).await
+    }
+
+    async fn with_env(server: &Server, root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Edge {
         let creds = root.join("server/dev-credentials.json");
         let ca = server.creds["ca_cert"].as_str().unwrap().to_string();
         let agent_dir = root.join("agent");
@@ -89,6 +95,10 @@ impl Edge {
             agent: None,
             agent_port: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         e.start_agent().await;
         e
@@ -111,6 +121,7 @@ impl Edge {
             .arg("--msi-challenge-dir")
             .arg(self.agent_dir.join("msi"))
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -912,4 +923,301 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Against a real cluster when `KUBECONFIG` names one (with the rights to make namespaces,
+/// ServiceAccounts, Roles and tokens). The agent runs as a ServiceAccount whose Role allows
+/// Secrets in one namespace only. The API server outage step runs when
+/// `STRONGBOX_TEST_K8S_STOP` and `STRONGBOX_TEST_K8S_START` hold shell commands that stop and
+/// start the cluster's API server (e.g. `docker stop kind-control-plane` / `docker start …`).
+#[tokio::test]
+async fn kubernetes_target_as_a_service_account_limited_to_one_namespace() {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+    use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+    use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+    if std::env::var_os("KUBECONFIG").is_none() {
+        println!("skipped: KUBECONFIG not set");
+        return;
+    }
+    let admin = kube::Client::try_default().await.unwrap();
+    let suffix = &strongbox_crypto::random_hex_id()[..8];
+    let ns = format!("sbx-edge-{suffix}");
+    let other = format!("sbx-other-{suffix}");
+    let meta = |name: &str| ObjectMeta {
+        name: Some(name.to_string()),
+        ..ObjectMeta::default()
+    };
+    let pp = PostParams::default();
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    for n in [&ns, &other] {
+        namespaces
+            .create(
+                &pp,
+                &Namespace {
+                    metadata: meta(n),
+                    ..Namespace::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), &ns);
+    sas.create(
+        &pp,
+        &ServiceAccount {
+            metadata: meta("strongbox-agent"),
+            ..ServiceAccount::default()
+        },
+    )
+    .await
+    .unwrap();
+    Api::<Role>::namespaced(admin.clone(), &ns)
+        .create(
+            &pp,
+            &Role {
+                metadata: meta("strongbox-agent"),
+                rules: Some(vec![PolicyRule {
+                    api_groups: Some(vec![String::new()]),
+                    resources: Some(vec!["secrets".into()]),
+                    verbs: [
+                        "get", "list", "watch", "create", "patch", "update", "delete",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                    ..PolicyRule::default()
+                }]),
+            },
+        )
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+        .create(
+            &pp,
+            &RoleBinding {
+                metadata: meta("strongbox-agent"),
+                role_ref: RoleRef {
+                    api_group: "rbac.authorization.k8s.io".into(),
+                    kind: "Role".into(),
+                    name: "strongbox-agent".into(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: "strongbox-agent".into(),
+                    namespace: Some(ns.clone()),
+                    ..Subject::default()
+                }]),
+            },
+        )
+        .await
+        .unwrap();
+    let token = sas
+        .create_token_request(
+            "strongbox-agent",
+            &pp,
+            &TokenRequest {
+                spec: TokenRequestSpec {
+                    expiration_seconds: Some(3600),
+                    ..TokenRequestSpec::default()
+                },
+                ..TokenRequest::default()
+            },
+        )
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    // The agent's kubeconfig: the admin's cluster, the ServiceAccount's token.
+    let kc = kube::config::Kubeconfig::read().unwrap();
+    let ctx_name = kc.current_context.clone().unwrap();
+    let ctx = kc.contexts.iter().find(|c| c.name == ctx_name).unwrap();
+    let cluster_name = ctx.context.as_ref().unwrap().cluster.clone();
+    let cluster = kc.clusters.iter().find(|c| c.name == cluster_name).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sa_config = dir.path().join("agent-kubeconfig.json");
+    std::fs::write(
+        &sa_config,
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [serde_json::to_value(cluster).unwrap()],
+            "users": [{"name": "sa", "user": {"token": token}}],
+            "contexts": [{"name": "sa", "context": {"cluster": cluster_name, "user": "sa", "namespace": ns}}],
+            "current-context": "sa",
+        })
+        .to_string(),
+    )
+    .unwrap();
+
+    let server = Server::start(&dir.path().join("server"), &[]).await;
+    let e = Edge::with_env(
+        &server,
+        dir.path(),
+        &[],
+        &[("KUBECONFIG", sa_config.to_str().unwrap())],
+    )
+    .await;
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
+    let data =
+        |s: &Secret, k: &str| String::from_utf8(s.data.as_ref().unwrap()[k].0.clone()).unwrap();
+    // basic-auth, tls and Opaque: each valid on its first write, delivered as the agent's SA.
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, &str, Pairs); 3] = [
+        (
+            "edp1",
+            "basic-auth",
+            &[("username", "opc-operator"), ("password", "pass-one")],
+        ),
+        (
+            "web-tls",
+            "tls",
+            &[
+                ("tls.crt", "-----BEGIN CERTIFICATE-----"),
+                ("tls.key", "-----BEGIN PRIVATE KEY-----"),
+            ],
+        ),
+        ("plain", "opaque", &[("config.yaml", "a: 1")]),
+    ];
+    for (name, ty, pairs) in cases {
+        let values = dir.path().join(format!("{name}.json"));
+        let obj: serde_json::Map<String, Value> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect();
+        std::fs::write(&values, Value::Object(obj).to_string()).unwrap();
+        let mut args = vec![
+            "synced-secret",
+            "create",
+            "-n",
+            name,
+            "--type",
+            ty,
+            "--kube-namespace",
+            &ns,
+        ];
+        let refs: Vec<String> = pairs
+            .iter()
+            .map(|(k, _)| format!("{k}={name}-{}", k.replace('.', "-")))
+            .collect();
+        for r in &refs {
+            args.extend(["--secret", r]);
+        }
+        args.extend(["--values-file", values.to_str().unwrap()]);
+        e.edge_ok(&args);
+        let s = secrets.get(name).await.unwrap();
+        for (k, v) in pairs {
+            assert_eq!(data(&s, k), *v, "{name}/{k}");
+        }
+    }
+
+    // A foreign Secret holding a synced secret's name: left alone; deleting the synced secret
+    // succeeds with a warning.
+    secrets
+        .create(
+            &pp,
+            &Secret {
+                metadata: meta("theirs"),
+                data: Some([("k".to_string(), k8s_openapi::ByteString(b"theirs".to_vec()))].into()),
+                ..Secret::default()
+            },
+        )
+        .await
+        .unwrap();
+    e.edge_ok(&[
+        "synced-secret",
+        "add-from-vault",
+        "-n",
+        "theirs",
+        "--secret",
+        "k=plain-config-yaml",
+        "--kube-namespace",
+        &ns,
+        "--wait",
+        "0",
+    ]);
+    let v = e.wait_state("theirs", "Error", 20).await;
+    assert!(
+        v["status"]["reason"].as_str().unwrap().contains("not ours"),
+        "{v}"
+    );
+    let (code, _, err) = e.edge(&["synced-secret", "delete", "-n", "theirs"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning:"), "{err}");
+    assert_eq!(data(&secrets.get("theirs").await.unwrap(), "k"), "theirs");
+
+    // A namespace the Role does not cover: Error with the API server's reason, nothing there.
+    e.edge_ok(&[
+        "synced-secret",
+        "add-from-vault",
+        "-n",
+        "elsewhere",
+        "--secret",
+        "k=plain-config-yaml",
+        "--kube-namespace",
+        &other,
+        "--wait",
+        "0",
+    ]);
+    let v = e.wait_state("elsewhere", "Error", 20).await;
+    assert!(
+        v["status"]["reason"].as_str().unwrap().contains("403"),
+        "{v}"
+    );
+    let there: Api<Secret> = Api::namespaced(admin.clone(), &other);
+    assert!(there.get_opt("elsewhere").await.unwrap().is_none());
+
+    // A Secret of ours deleted by hand is back within 10 s.
+    secrets
+        .delete("edp1", &DeleteParams::default())
+        .await
+        .unwrap();
+    let gone = Instant::now();
+    loop {
+        if secrets.get_opt("edp1").await.unwrap().is_some() {
+            break;
+        }
+        assert!(
+            gone.elapsed() < Duration::from_secs(10),
+            "not put back in 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("deleted Secret put back after {:?}", gone.elapsed());
+
+    // The API server stopped and started: Stale meanwhile, Synced within 10 s of it answering.
+    if let (Ok(stop), Ok(start)) = (
+        std::env::var("STRONGBOX_TEST_K8S_STOP"),
+        std::env::var("STRONGBOX_TEST_K8S_START"),
+    ) {
+        let sh = |c: &str| {
+            assert!(
+                Command::new("sh")
+                    .args(["-c", c])
+                    .status()
+                    .unwrap()
+                    .success(),
+                "{c}"
+            )
+        };
+        sh(&stop);
+        e.edge_ok(&["synced-secret", "sync"]);
+        e.wait_state("plain", "Stale", 60).await;
+        sh(&start);
+        while admin.apiserver_version().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let back = Instant::now();
+        e.wait_state("plain", "Synced", 10).await;
+        println!(
+            "Synced {:?} after the API server answered again",
+            back.elapsed()
+        );
+    } else {
+        println!(
+            "API server restart step skipped: set STRONGBOX_TEST_K8S_STOP and STRONGBOX_TEST_K8S_START"
+        );
+    }
+    for n in [&ns, &other] {
+        namespaces.delete(n, &DeleteParams::default()).await.ok();
+    }
 }
