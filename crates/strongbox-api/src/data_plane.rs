@@ -444,12 +444,7 @@ async fn finish(
                 app.secrets.clock().now_ms(),
             );
             if let Err(audit_err) = app.audit.append(entry).await {
-                tracing::error!(error = %audit_err, "could not audit a refused request");
-                return ApiError::new(
-                    ErrorCode::InternalError,
-                    "The service encountered an internal error.",
-                )
-                .into_response();
+                return ApiError::from(DomainError::from(audit_err)).into_response();
             }
             e.into_response()
         }

@@ -51,12 +51,21 @@ impl IntoResponse for ApiError {
         if let Some(c) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, c);
         }
-        if self.code == ErrorCode::Throttled {
+        if let Some(secs) = retry_after(self.code) {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, secs.into());
         }
         response
+    }
+}
+
+/// The Retry-After (seconds) an error carries: the SDKs wait that long before they retry.
+pub fn retry_after(code: ErrorCode) -> Option<u32> {
+    match code {
+        ErrorCode::Throttled => Some(1),
+        ErrorCode::ServiceUnavailable => Some(strongbox_domain::DISK_FULL_RETRY_AFTER_SECS),
+        _ => None,
     }
 }
 
