@@ -34,6 +34,9 @@ impl Server {
         // The log lives in the data dir, so the plaintext scan covers it too.
         let log = dir.join(format!("server-{port}.log"));
         std::fs::create_dir_all(dir).unwrap();
+        // Appending, as a log file is usually opened: each line needs room at the end of the file.
+        std::fs::File::create(&log).unwrap();
+        let log_file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         let mut child = Command::new(BIN)
             .args(["server", "--dev", "--data-dir"])
             .arg(dir)
@@ -41,7 +44,7 @@ impl Server {
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(log_file)
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);

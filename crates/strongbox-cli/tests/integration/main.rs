@@ -21,6 +21,7 @@ mod cli_transfer;
 mod cli_vaults;
 mod durability;
 mod errors;
+mod full_disk;
 mod identities;
 mod management;
 mod mgmt_insights;
