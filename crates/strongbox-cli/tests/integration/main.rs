@@ -22,6 +22,7 @@ mod cli_vaults;
 mod durability;
 mod errors;
 mod full_disk;
+mod hostile_clients;
 mod identities;
 mod management;
 mod mgmt_insights;
