@@ -209,6 +209,16 @@ pub async fn handle(
         info.request_uri = uri.path().to_string();
     }
 
+    if let Err(secs) = app.throttle.vault(&vault.id) {
+        let throttled = ApiError {
+            retry_after: Some(secs),
+            ..ApiError::new(
+                ErrorCode::Throttled,
+                "Request was not allowed because of too many requests to this vault; retry after the Retry-After interval.",
+            )
+        };
+        return finish(&app, &vault, &info, None, Err(throttled)).await;
+    }
     let caller = match authenticate(&app, &vault, &headers).await {
         Ok(c) => c,
         Err(e) => return finish(&app, &vault, &info, None, Err(e)).await,
@@ -236,6 +246,7 @@ async fn authenticate(
         message,
         inner: None,
         challenge: Some(challenge(app, vault)),
+        retry_after: None,
     };
     let token = headers
         .get(header::AUTHORIZATION)

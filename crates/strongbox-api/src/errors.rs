@@ -11,6 +11,8 @@ pub struct ApiError {
     pub inner: Option<&'static str>,
     /// Set on 401s: the Bearer challenge the SDKs follow.
     pub challenge: Option<String>,
+    /// Retry-After seconds, when not the code's usual one.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -20,6 +22,7 @@ impl ApiError {
             message: message.into(),
             inner: None,
             challenge: None,
+            retry_after: None,
         }
     }
 
@@ -38,6 +41,7 @@ impl From<DomainError> for ApiError {
             message: e.client_message(),
             inner: e.inner(),
             challenge: None,
+            retry_after: None,
         }
     }
 }
@@ -51,7 +55,7 @@ impl IntoResponse for ApiError {
         if let Some(c) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, c);
         }
-        if let Some(secs) = retry_after(self.code) {
+        if let Some(secs) = self.retry_after.or_else(|| retry_after(self.code)) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, secs.into());

@@ -3,6 +3,7 @@
 use crate::admin_cmd::StoreArgs;
 use anyhow::Context as _;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,6 +33,24 @@ pub struct ServerArgs {
     arc_token_dir: Option<PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    throttle: ThrottleArgs,
+}
+
+/// Optional throttling, off unless set (Azure's shape: 429 with Retry-After).
+#[derive(clap::Args)]
+#[command(next_help_heading = "Throttling (off by default)")]
+pub struct ThrottleArgs {
+    /// Data-plane requests a vault answers per 10 seconds (Key Vault's unit); beyond it,
+    /// 429 `Throttled` with Retry-After.
+    #[arg(long, env = "STRONGBOX_VAULT_REQUESTS_PER_10S")]
+    vault_requests_per_10s: Option<NonZeroU32>,
+    /// Token requests per client id per minute; beyond it, 429 `temporarily_unavailable`.
+    #[arg(long, env = "STRONGBOX_TOKEN_REQUESTS_PER_CLIENT_PER_MIN")]
+    token_requests_per_client_per_min: Option<NonZeroU32>,
+    /// Token requests per source address per minute.
+    #[arg(long, env = "STRONGBOX_TOKEN_REQUESTS_PER_ADDRESS_PER_MIN")]
+    token_requests_per_address_per_min: Option<NonZeroU32>,
 }
 
 /// The HTTPS listener's timeouts and limits (defaults in the README).
@@ -87,6 +106,11 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<ExitCode> {
     config.storage_root = a.storage_root;
     config.arc_token_dir = a.arc_token_dir;
     config.limits = a.limits.limits();
+    config.throttle = strongbox_server::ThrottleLimits {
+        vault_per_10s: a.throttle.vault_requests_per_10s,
+        token_per_client_per_min: a.throttle.token_requests_per_client_per_min,
+        token_per_address_per_min: a.throttle.token_requests_per_address_per_min,
+    };
     let listener =
         std::net::TcpListener::bind(a.listen).with_context(|| format!("binding {}", a.listen))?;
     let server = strongbox_server::start(config, listener).await?;

@@ -10,6 +10,7 @@ mod tls;
 
 pub use bootstrap::DevCredentials;
 pub use hardening::ConnectionLimits;
+pub use strongbox_api::ThrottleLimits;
 
 use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
@@ -52,6 +53,8 @@ pub struct Config {
     pub audit_sink_interval: Duration,
     /// Timeouts and limits of the HTTPS listener.
     pub limits: ConnectionLimits,
+    /// Optional per-vault and token-endpoint request limits (none by default).
+    pub throttle: strongbox_api::ThrottleLimits,
 }
 
 impl Config {
@@ -69,6 +72,7 @@ impl Config {
             storage_root: None,
             audit_sink_interval: Duration::from_millis(250),
             limits: ConnectionLimits::default(),
+            throttle: strongbox_api::ThrottleLimits::default(),
         }
     }
 
@@ -290,6 +294,7 @@ pub async fn start(
         dev_clock,
         storage_root,
         ca_pem: std::fs::read_to_string(&tls.ca_cert).context("reading the CA certificate")?,
+        throttle: strongbox_api::Throttle::new(&config.throttle),
     });
     let body_limit = config.limits.body_read_timeout;
     let app = strongbox_api::router(state).layer(axum::middleware::map_request(

@@ -86,11 +86,10 @@ impl Server {
         format!("https://{vault}.vault.localhost:{}", self.port)
     }
 
-    /// A token for the dev admin (or the given client credentials).
-    pub async fn token_for(&self, client_id: &str, secret: &str) -> String {
+    /// A token request with client credentials, answered however the server answers.
+    pub async fn token_response(&self, client_id: &str, secret: &str) -> reqwest::Response {
         let tenant = self.creds["tenant_id"].as_str().unwrap();
-        let resp = self
-            .client
+        self.client
             .post(format!(
                 "https://localhost:{}/{tenant}/oauth2/v2.0/token",
                 self.port
@@ -106,7 +105,12 @@ impl Server {
             ])
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// A token for the dev admin (or the given client credentials).
+    pub async fn token_for(&self, client_id: &str, secret: &str) -> String {
+        let resp = self.token_response(client_id, secret).await;
         assert_eq!(resp.status(), 200);
         resp.json::<Value>().await.unwrap()["access_token"]
             .as_str()

@@ -28,3 +28,4 @@ mod management;
 mod mgmt_insights;
 mod postgres;
 mod rbac_matrix;
+mod throttling;
