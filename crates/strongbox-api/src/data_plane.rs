@@ -211,6 +211,16 @@ pub async fn handle(
         info.request_uri = uri.path().to_string();
     }
 
+    if let Err(secs) = app.throttle.vault(&vault.id) {
+        let throttled = ApiError {
+            retry_after: Some(secs),
+            ..ApiError::new(
+                ErrorCode::Throttled,
+                "Request was not allowed because of too many requests to this vault; retry after the Retry-After interval.",
+            )
+        };
+        return finish(&app, &vault, &info, None, Err(throttled)).await;
+    }
     let caller = match authenticate(&app, &vault, &headers).await {
         Ok(c) => c,
         Err(e) => return finish(&app, &vault, &info, None, Err(e)).await,
@@ -238,6 +248,7 @@ async fn authenticate(
         message,
         inner: None,
         challenge: Some(challenge(app, vault)),
+        retry_after: None,
     };
     let token = headers
         .get(header::AUTHORIZATION)
@@ -475,12 +486,7 @@ async fn finish(
                 app.secrets.clock().now_ms(),
             );
             if let Err(audit_err) = app.audit.append(entry).await {
-                tracing::error!(error = %audit_err, "could not audit a refused request");
-                return ApiError::new(
-                    ErrorCode::InternalError,
-                    "The service encountered an internal error.",
-                )
-                .into_response();
+                return ApiError::from(DomainError::from(audit_err)).into_response();
             }
             e.into_response()
         }

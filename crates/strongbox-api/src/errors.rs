@@ -11,6 +11,8 @@ pub struct ApiError {
     pub inner: Option<&'static str>,
     /// Set on 401s: the Bearer challenge the SDKs follow.
     pub challenge: Option<String>,
+    /// Retry-After seconds, when not the code's usual one.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -20,6 +22,7 @@ impl ApiError {
             message: message.into(),
             inner: None,
             challenge: None,
+            retry_after: None,
         }
     }
 
@@ -38,6 +41,7 @@ impl From<DomainError> for ApiError {
             message: e.client_message(),
             inner: e.inner(),
             challenge: None,
+            retry_after: None,
         }
     }
 }
@@ -51,12 +55,21 @@ impl IntoResponse for ApiError {
         if let Some(c) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, c);
         }
-        if self.code == ErrorCode::Throttled {
+        if let Some(secs) = self.retry_after.or_else(|| retry_after(self.code)) {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, secs.into());
         }
         response
+    }
+}
+
+/// The Retry-After (seconds) an error carries: the SDKs wait that long before they retry.
+pub fn retry_after(code: ErrorCode) -> Option<u32> {
+    match code {
+        ErrorCode::Throttled => Some(1),
+        ErrorCode::ServiceUnavailable => Some(strongbox_domain::DISK_FULL_RETRY_AFTER_SECS),
+        _ => None,
     }
 }
 

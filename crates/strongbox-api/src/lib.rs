@@ -6,7 +6,10 @@ mod data_plane;
 mod errors;
 pub mod management;
 mod msi;
+mod throttle;
 mod token_routes;
+
+pub use throttle::{Throttle, ThrottleLimits};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -70,6 +73,8 @@ pub struct AppState {
     pub storage_root: std::path::PathBuf,
     /// The CA certificate (PEM) clients trust for this server, handed to activated devices.
     pub ca_pem: String,
+    /// Optional request limits (off unless configured).
+    pub throttle: Throttle,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

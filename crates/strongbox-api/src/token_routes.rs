@@ -3,12 +3,13 @@
 
 use crate::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use strongbox_types::token::OAuthError;
 
@@ -96,10 +97,23 @@ async fn jwks(State(app): State<Arc<AppState>>, Path(tenant): Path<String>) -> R
 
 async fn token(
     State(app): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(tenant): Path<String>,
     body: Bytes,
 ) -> Response {
-    let Ok(form) = serde_urlencoded::from_bytes::<HashMap<String, String>>(&body) else {
+    let form = serde_urlencoded::from_bytes::<HashMap<String, String>>(&body).ok();
+    let client_id = form.as_ref().and_then(|f| f.get("client_id"));
+    if let Err(secs) = app.throttle.token(client_id.map(String::as_str), peer.ip()) {
+        let mut r = oauth_error(
+            429,
+            "temporarily_unavailable",
+            "AADSTS50196: Too many token requests; retry after the Retry-After interval.".into(),
+        );
+        r.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, secs.into());
+        return r;
+    }
+    let Some(form) = form else {
         return oauth_error(
             400,
             "invalid_request",

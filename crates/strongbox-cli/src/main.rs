@@ -18,6 +18,7 @@ mod edge_cmd;
 mod exit;
 mod identity_cmd;
 mod lock_cmd;
+mod log_writer;
 mod login_cmd;
 mod output;
 mod policy_cmd;
@@ -152,7 +153,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| log_writer::LogWriter)
+        .log_internal_errors(false)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -157,14 +157,14 @@ impl AuditWriter {
             while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 let (entries, waiters): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
                 let result = store.append_audit(entries).await;
-                if let Err(e) = &result {
+                // A full disk is logged once by the store, not once per batch here.
+                if let Err(e) = &result
+                    && !matches!(e, StoreError::DiskFull)
+                {
                     tracing::error!(error = %e, "audit append failed; the requests waiting on it fail closed");
                 }
                 for w in waiters {
-                    let _ = w.send(match &result {
-                        Ok(()) => Ok(()),
-                        Err(e) => Err(StoreError::Backend(e.to_string())),
-                    });
+                    let _ = w.send(result.clone());
                 }
             }
         });

@@ -26,6 +26,9 @@ pub enum DomainError {
     /// Too many requests of a kind at once; the client should retry shortly.
     #[error("{0}")]
     Throttled(String),
+    /// The service cannot do this now (its disk is full); the client should retry later.
+    #[error("{0}")]
+    Unavailable(String),
     /// Details go to the log; clients see a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -41,6 +44,7 @@ impl DomainError {
             DomainError::TooLarge(_) => ErrorCode::RequestTooLarge,
             DomainError::CursorExpired(_) => ErrorCode::CursorExpired,
             DomainError::Throttled(_) => ErrorCode::Throttled,
+            DomainError::Unavailable(_) => ErrorCode::ServiceUnavailable,
             DomainError::Internal(_) => ErrorCode::InternalError,
         }
     }
@@ -61,8 +65,18 @@ impl DomainError {
     }
 }
 
+/// What a client is told while the store's disk is full (logged once by the store).
+pub const DISK_FULL_MESSAGE: &str =
+    "The service cannot store changes right now (its disk is full). Retry later.";
+
+/// Seconds a client is asked to wait (Retry-After) while the store's disk is full.
+pub const DISK_FULL_RETRY_AFTER_SECS: u32 = 5;
+
 impl From<StoreError> for DomainError {
     fn from(e: StoreError) -> Self {
-        DomainError::Internal(e.to_string())
+        match e {
+            StoreError::DiskFull => DomainError::Unavailable(DISK_FULL_MESSAGE.into()),
+            e => DomainError::Internal(e.to_string()),
+        }
     }
 }

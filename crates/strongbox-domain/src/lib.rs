@@ -21,4 +21,4 @@ pub use authz::{
     Caller, FeedGrant, Grant, Permission, SecretAction, VaultAccess, authorize, authorize_feed,
 };
 pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
-pub use error::DomainError;
+pub use error::{DISK_FULL_MESSAGE, DISK_FULL_RETRY_AFTER_SECS, DomainError};

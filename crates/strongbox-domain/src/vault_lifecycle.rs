@@ -46,6 +46,8 @@ pub enum MgmtErrorKind {
     BadRequest,
     NotFound,
     Conflict,
+    /// The store's disk is full: 503 with Retry-After.
+    Unavailable,
     Internal,
 }
 
@@ -86,6 +88,13 @@ impl MgmtError {
 
 impl From<StoreError> for MgmtError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::DiskFull = e {
+            return MgmtError {
+                kind: MgmtErrorKind::Unavailable,
+                code: "ServiceUnavailable",
+                message: crate::error::DISK_FULL_MESSAGE.into(),
+            };
+        }
         MgmtError {
             kind: MgmtErrorKind::Internal,
             code: "InternalServerError",

@@ -5,9 +5,12 @@
 pub mod audit_files;
 mod audit_sink;
 mod bootstrap;
+mod hardening;
 mod tls;
 
 pub use bootstrap::DevCredentials;
+pub use hardening::ConnectionLimits;
+pub use strongbox_api::ThrottleLimits;
 
 use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
@@ -48,6 +51,10 @@ pub struct Config {
     pub storage_root: Option<PathBuf>,
     /// How often the file sink looks for new audit records to deliver.
     pub audit_sink_interval: Duration,
+    /// Timeouts and limits of the HTTPS listener.
+    pub limits: ConnectionLimits,
+    /// Optional per-vault and token-endpoint request limits (none by default).
+    pub throttle: strongbox_api::ThrottleLimits,
 }
 
 impl Config {
@@ -64,6 +71,8 @@ impl Config {
             arc_token_dir: None,
             storage_root: None,
             audit_sink_interval: Duration::from_millis(250),
+            limits: ConnectionLimits::default(),
+            throttle: strongbox_api::ThrottleLimits::default(),
         }
     }
 
@@ -285,8 +294,12 @@ pub async fn start(
         dev_clock,
         storage_root,
         ca_pem: std::fs::read_to_string(&tls.ca_cert).context("reading the CA certificate")?,
+        throttle: strongbox_api::Throttle::new(&config.throttle),
     });
-    let app = strongbox_api::router(state);
+    let body_limit = config.limits.body_read_timeout;
+    let app = strongbox_api::router(state).layer(axum::middleware::map_request(
+        move |request| async move { hardening::body_deadline(request, body_limit) },
+    ));
 
     let changes = secrets.change_notifier().clone();
     let sweeper = {
@@ -320,7 +333,15 @@ pub async fn start(
             .context("loading the TLS certificate")?;
     listener.set_nonblocking(true)?;
     let handle = axum_server::Handle::new();
-    let server = axum_server::from_tcp_rustls(listener, rustls_config)?.handle(handle.clone());
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls_config)
+        .handshake_timeout(config.limits.tls_handshake_timeout)
+        .acceptor(hardening::Guard::new(&config.limits));
+    let server = hardening::harden(
+        axum_server::from_tcp(listener)?
+            .acceptor(acceptor)
+            .handle(handle.clone()),
+        &config.limits,
+    );
     let serve = tokio::spawn(async move {
         server
             .serve(app.into_make_service_with_connect_info::<SocketAddr>())

@@ -2,7 +2,7 @@
 //! transaction, after the vault's audit head row is locked: the next position is only handed out
 //! once this transaction has committed (and is visible), so no reader sees N+1 before N.
 
-use crate::{PostgresStore, backend};
+use crate::{PostgresStore, backend, commit};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -115,7 +115,7 @@ impl ChangeStore for PostgresStore {
                 .map_err(backend)?
                 .rows_affected();
         }
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         Ok(removed)
     }
 }

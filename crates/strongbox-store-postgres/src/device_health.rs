@@ -1,6 +1,6 @@
 //! [`DeviceHealthStore`] on PostgreSQL.
 
-use crate::{PostgresStore, backend};
+use crate::{PostgresStore, backend, commit};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -101,7 +101,7 @@ impl DeviceHealthStore for PostgresStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         rows.iter()
             .map(alert_row)
             .collect::<Result<_, _>>()
@@ -133,6 +133,6 @@ impl DeviceHealthStore for PostgresStore {
                 .await
                 .map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 }

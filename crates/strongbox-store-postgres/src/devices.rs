@@ -1,6 +1,6 @@
 //! [`DeviceStore`] on PostgreSQL.
 
-use crate::{PostgresStore, append_chained, backend};
+use crate::{PostgresStore, append_chained, backend, commit};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -68,7 +68,7 @@ impl DeviceStore for PostgresStore {
         .await
         .map_err(backend)?;
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn get_device(&self, resource_id: &str) -> StoreResult<Option<DeviceRow>> {
@@ -148,7 +148,7 @@ impl DeviceStore for PostgresStore {
                 .map_err(backend)?;
         }
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn put_device_operation(&self, op: &DeviceOperationRow) -> StoreResult<()> {
@@ -200,7 +200,7 @@ impl DeviceStore for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn get_enrollment(&self, id: &str) -> StoreResult<Option<EnrollmentRow>> {

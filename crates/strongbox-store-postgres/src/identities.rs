@@ -1,6 +1,6 @@
 //! [`IdentityStore`] on PostgreSQL.
 
-use crate::{PostgresStore, backend, role_assignment_row};
+use crate::{PostgresStore, backend, commit, role_assignment_row};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -114,7 +114,7 @@ impl IdentityStore for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn get_managed_identity_by_resource(
@@ -204,7 +204,7 @@ impl IdentityStore for PostgresStore {
                 .await
                 .map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn insert_key_credential(&self, c: KeyCredentialRow) -> StoreResult<()> {
@@ -278,7 +278,7 @@ impl IdentityStore for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         Ok(done.rows_affected() == 1)
     }
 

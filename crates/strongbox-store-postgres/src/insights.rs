@@ -1,6 +1,6 @@
 //! Storage accounts, diagnostic settings and audit queries on PostgreSQL.
 
-use crate::{PostgresStore, append_chained, audit_row, backend};
+use crate::{PostgresStore, append_chained, audit_row, backend, commit};
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row};
@@ -124,7 +124,7 @@ impl InsightsStore for PostgresStore {
             return Err(StoreError::Conflict);
         }
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn get_storage_account(&self, name: &str) -> StoreResult<Option<StorageAccountRow>> {
@@ -177,7 +177,7 @@ impl InsightsStore for PostgresStore {
             return Err(StoreError::NotFound);
         }
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn put_diagnostic_setting(
@@ -203,7 +203,7 @@ impl InsightsStore for PostgresStore {
         .await
         .map_err(backend)?;
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn get_diagnostic_setting(
@@ -269,7 +269,7 @@ impl InsightsStore for PostgresStore {
             return Err(StoreError::NotFound);
         }
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn query_audit(
@@ -391,7 +391,7 @@ impl InsightsStore for PostgresStore {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         Ok(out)
     }
 }

@@ -51,12 +51,19 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 ];
 
 fn backend(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e
-        && db.is_unique_violation()
-    {
-        return StoreError::Conflict;
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        // SQLSTATE 53100 disk_full.
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("53100") => disk::full(&e),
+        _ => StoreError::Backend(e.to_string()),
     }
-    StoreError::Backend(e.to_string())
+}
+
+/// Commits, and notes that writes work (after a full disk, that is news worth one log line).
+async fn commit(tx: sqlx::Transaction<'_, sqlx::Postgres>) -> StoreResult<()> {
+    tx.commit().await.map_err(backend)?;
+    disk::wrote();
+    Ok(())
 }
 
 #[derive(Clone)]
@@ -523,7 +530,7 @@ impl Store for PostgresStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         Ok(stored)
     }
 
@@ -763,7 +770,7 @@ impl Store for PostgresStore {
             return Err(StoreError::NotFound);
         }
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn purge_vault(&self, vault_id: &str, audit: AuditEntry) -> StoreResult<()> {
@@ -801,7 +808,7 @@ impl Store for PostgresStore {
             .await
             .map_err(backend)?;
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn delete_access_policy(&self, vault_id: &str, object_id: &str) -> StoreResult<()> {
@@ -1062,7 +1069,7 @@ impl Store for PostgresStore {
         change.seq = append_chained(&mut tx, &audit).await.map_err(backend)?;
         change.time_ms = audit.time_ms;
         record_change(&mut tx, &change).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn append_audit(&self, entries: Vec<AuditEntry>) -> StoreResult<()> {
@@ -1073,7 +1080,7 @@ impl Store for PostgresStore {
         for e in &entries {
             append_chained(&mut tx, e).await.map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn read_audit(

@@ -2,7 +2,7 @@
 //! guarded vault writes all take one transaction-scoped advisory lock first, so across nodes a
 //! guard's check and the write it guards cannot interleave with a lock being created.
 
-use super::{PostgresStore, append_chained, backend, vault_row};
+use super::{PostgresStore, append_chained, backend, commit, vault_row};
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
@@ -133,7 +133,7 @@ impl VaultArmStore for PostgresStore {
         put_arm(&mut tx, &arm).await?;
         replace_policies(&mut tx, &v.id, &policies).await?;
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn save_vault_arm(
@@ -170,7 +170,7 @@ impl VaultArmStore for PostgresStore {
             replace_policies(&mut tx, &v.id, policies).await?;
         }
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn get_vault_arm(&self, vault_id: &str) -> StoreResult<Option<VaultArmRow>> {
@@ -276,7 +276,7 @@ impl LockStore for PostgresStore {
         .await
         .map_err(backend)?;
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         Ok(existed.is_none())
     }
 
@@ -338,6 +338,6 @@ impl LockStore for PostgresStore {
             return Err(StoreError::NotFound);
         }
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 }

@@ -1,7 +1,7 @@
 //! [`ChangeStore`] on SQLite. Rows are written by `apply` (lib.rs) in the mutation's
 //! transaction; the single writer connection makes positions commit-ordered.
 
-use crate::{SqliteStore, backend};
+use crate::{SqliteStore, backend, commit};
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
@@ -116,7 +116,7 @@ impl ChangeStore for SqliteStore {
                 .map_err(backend)?
                 .rows_affected();
         }
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         Ok(removed)
     }
 }

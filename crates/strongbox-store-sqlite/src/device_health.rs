@@ -1,6 +1,6 @@
 //! [`DeviceHealthStore`] on SQLite.
 
-use crate::{SqliteStore, backend};
+use crate::{SqliteStore, backend, commit};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -101,7 +101,7 @@ impl DeviceHealthStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         rows.iter()
             .map(alert_row)
             .collect::<Result<_, _>>()
@@ -133,6 +133,6 @@ impl DeviceHealthStore for SqliteStore {
                 .await
                 .map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 }

@@ -1,6 +1,6 @@
 //! [`DeviceStore`] on SQLite.
 
-use crate::{SqliteStore, append_chained, backend};
+use crate::{SqliteStore, append_chained, backend, commit};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -68,7 +68,7 @@ impl DeviceStore for SqliteStore {
         .await
         .map_err(backend)?;
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn get_device(&self, resource_id: &str) -> StoreResult<Option<DeviceRow>> {
@@ -148,7 +148,7 @@ impl DeviceStore for SqliteStore {
                 .map_err(backend)?;
         }
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn put_device_operation(&self, op: &DeviceOperationRow) -> StoreResult<()> {
@@ -200,7 +200,7 @@ impl DeviceStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn get_enrollment(&self, id: &str) -> StoreResult<Option<EnrollmentRow>> {

@@ -1,6 +1,6 @@
 //! Storage accounts, diagnostic settings and audit queries on SQLite.
 
-use crate::{SqliteStore, append_chained, audit_row, backend};
+use crate::{SqliteStore, append_chained, audit_row, backend, commit};
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite};
@@ -124,7 +124,7 @@ impl InsightsStore for SqliteStore {
             return Err(StoreError::Conflict);
         }
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn get_storage_account(&self, name: &str) -> StoreResult<Option<StorageAccountRow>> {
@@ -177,7 +177,7 @@ impl InsightsStore for SqliteStore {
             return Err(StoreError::NotFound);
         }
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn put_diagnostic_setting(
@@ -203,7 +203,7 @@ impl InsightsStore for SqliteStore {
         .await
         .map_err(backend)?;
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn get_diagnostic_setting(
@@ -269,7 +269,7 @@ impl InsightsStore for SqliteStore {
             return Err(StoreError::NotFound);
         }
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn query_audit(
@@ -387,7 +387,7 @@ impl InsightsStore for SqliteStore {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         Ok(out)
     }
 }

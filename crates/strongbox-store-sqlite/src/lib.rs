@@ -55,12 +55,27 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 ];
 
 fn backend(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e
-        && db.is_unique_violation()
-    {
-        return StoreError::Conflict;
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        // SQLITE_FULL (13; extended codes keep it in the low byte): the unix VFS maps ENOSPC to it.
+        sqlx::Error::Database(db)
+            if db
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| c & 0xff == 13) =>
+        {
+            disk::full(&e)
+        }
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => disk::full(&e),
+        _ => StoreError::Backend(e.to_string()),
     }
-    StoreError::Backend(e.to_string())
+}
+
+/// Commits, and notes that writes work (after a full disk, that is news worth one log line).
+async fn commit(tx: Transaction<'_, Sqlite>) -> StoreResult<()> {
+    tx.commit().await.map_err(backend)?;
+    disk::wrote();
+    Ok(())
 }
 
 #[derive(Clone)]
@@ -81,6 +96,17 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            // After SQLITE_FULL (or an I/O error) SQLite may roll the transaction back on its
+            // own; sqlx's ROLLBACK then fails and its transaction depth stays at 1, so every
+            // later BEGIN fails ("non-zero transaction depth"). A connection returned in that
+            // state is closed and the pool opens a fresh one: the write path heals itself.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    // A round trip first: the rollback a dropped transaction queued runs before it.
+                    sqlx::Connection::ping(conn).await?;
+                    Ok(!sqlx::Connection::is_in_transaction(conn))
+                })
+            })
             .connect_with(options.clone())
             .await
             .map_err(backend)?;
@@ -530,7 +556,7 @@ impl Store for SqliteStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         Ok(stored)
     }
 
@@ -770,7 +796,7 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound);
         }
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn purge_vault(&self, vault_id: &str, audit: AuditEntry) -> StoreResult<()> {
@@ -808,7 +834,7 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn delete_access_policy(&self, vault_id: &str, object_id: &str) -> StoreResult<()> {
@@ -1069,7 +1095,7 @@ impl Store for SqliteStore {
         change.seq = append_chained(&mut tx, &audit).await.map_err(backend)?;
         change.time_ms = audit.time_ms;
         record_change(&mut tx, &change).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn append_audit(&self, entries: Vec<AuditEntry>) -> StoreResult<()> {
@@ -1077,7 +1103,7 @@ impl Store for SqliteStore {
         for e in &entries {
             append_chained(&mut tx, e).await.map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn read_audit(

@@ -2,7 +2,7 @@
 //! one `BEGIN IMMEDIATE` transaction, so a guard's lock check and the write it guards see the
 //! same database: no lock can slip in between.
 
-use super::{SqliteStore, append_chained, backend, vault_row};
+use super::{SqliteStore, append_chained, backend, commit, vault_row};
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
@@ -120,7 +120,7 @@ impl VaultArmStore for SqliteStore {
         put_arm(&mut tx, &arm).await?;
         replace_policies(&mut tx, &v.id, &policies).await?;
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn save_vault_arm(
@@ -157,7 +157,7 @@ impl VaultArmStore for SqliteStore {
             replace_policies(&mut tx, &v.id, policies).await?;
         }
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn get_vault_arm(&self, vault_id: &str) -> StoreResult<Option<VaultArmRow>> {
@@ -262,7 +262,7 @@ impl LockStore for SqliteStore {
         .await
         .map_err(backend)?;
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         Ok(existed.is_none())
     }
 
@@ -323,6 +323,6 @@ impl LockStore for SqliteStore {
             return Err(StoreError::NotFound);
         }
         append_chained(&mut tx, &audit).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 }

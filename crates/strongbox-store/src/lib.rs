@@ -27,7 +27,7 @@ pub use vault_arm::*;
 
 use async_trait::async_trait;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The row the operation needs does not exist (or not in the needed state).
     #[error("not found")]
@@ -38,6 +38,33 @@ pub enum StoreError {
     /// The backend failed; the text is for logs, never for clients.
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The store's disk is full (SQLITE_FULL, ENOSPC, PostgreSQL's disk_full): writes fail until
+    /// space is freed, then succeed again without a restart. Clients get 503 with Retry-After.
+    #[error("the store's disk is full")]
+    DiskFull,
+}
+
+/// The store's disk state, process-wide, so a full disk is logged once when it fills and once
+/// when writes succeed again, not once per failed request.
+pub mod disk {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static FULL: AtomicBool = AtomicBool::new(false);
+
+    /// A backend reported a full disk: the error to return (logged the first time).
+    pub fn full(detail: &dyn std::fmt::Display) -> super::StoreError {
+        if !FULL.swap(true, Ordering::Relaxed) {
+            tracing::error!(error = %detail, "the store's disk is full: writes answer 503 until space is freed");
+        }
+        super::StoreError::DiskFull
+    }
+
+    /// A write committed: if the disk was full, say that writes work again.
+    pub fn wrote() {
+        if FULL.load(Ordering::Relaxed) && FULL.swap(false, Ordering::Relaxed) {
+            tracing::info!("the store's disk has room again: writes succeed");
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -37,6 +37,7 @@ impl From<MgmtError> for ArmError {
             MgmtErrorKind::BadRequest => StatusCode::BAD_REQUEST,
             MgmtErrorKind::NotFound => StatusCode::NOT_FOUND,
             MgmtErrorKind::Conflict => StatusCode::CONFLICT,
+            MgmtErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             MgmtErrorKind::Internal => {
                 tracing::error!(error = %e.message, "internal error");
                 return internal();
@@ -316,8 +317,7 @@ impl ArmCtx {
             let status = done.response.status().as_u16();
             let entry = self.entry(app, chain, resource_id, operation, status);
             if let Err(e) = app.audit.append(entry).await {
-                tracing::error!(error = %e, "could not audit a management operation");
-                return internal().into_response();
+                return ArmError::from(e).into_response();
             }
         }
         done.response

@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use std::sync::Arc;
 use strongbox_domain::{Caller, DomainError, rbac};
 use strongbox_identity::Plane;
+use strongbox_types::ErrorCode;
 
 mod context;
 mod devices;
@@ -82,6 +83,7 @@ impl From<DomainError> for ArmError {
             DomainError::TooLarge(_) => "RequestEntityTooLarge",
             DomainError::CursorExpired(_) => "CursorExpired",
             DomainError::Throttled(_) => "TooManyRequests",
+            DomainError::Unavailable(_) => "ServiceUnavailable",
             DomainError::Internal(_) => "InternalServerError",
         };
         ArmError {
@@ -102,6 +104,14 @@ impl IntoResponse for ArmError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
         let mut r = (self.status, Json(body)).into_response();
+        let code = match self.status {
+            StatusCode::TOO_MANY_REQUESTS => Some(ErrorCode::Throttled),
+            StatusCode::SERVICE_UNAVAILABLE => Some(ErrorCode::ServiceUnavailable),
+            _ => None,
+        };
+        if let Some(secs) = code.and_then(crate::errors::retry_after) {
+            r.headers_mut().insert(header::RETRY_AFTER, secs.into());
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -34,6 +34,9 @@ impl Server {
         // The log lives in the data dir, so the plaintext scan covers it too.
         let log = dir.join(format!("server-{port}.log"));
         std::fs::create_dir_all(dir).unwrap();
+        // Appending, as a log file is usually opened: each line needs room at the end of the file.
+        std::fs::File::create(&log).unwrap();
+        let log_file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         let mut child = Command::new(BIN)
             .args(["server", "--dev", "--data-dir"])
             .arg(dir)
@@ -41,7 +44,7 @@ impl Server {
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(log_file)
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -83,11 +86,10 @@ impl Server {
         format!("https://{vault}.vault.localhost:{}", self.port)
     }
 
-    /// A token for the dev admin (or the given client credentials).
-    pub async fn token_for(&self, client_id: &str, secret: &str) -> String {
+    /// A token request with client credentials, answered however the server answers.
+    pub async fn token_response(&self, client_id: &str, secret: &str) -> reqwest::Response {
         let tenant = self.creds["tenant_id"].as_str().unwrap();
-        let resp = self
-            .client
+        self.client
             .post(format!(
                 "https://localhost:{}/{tenant}/oauth2/v2.0/token",
                 self.port
@@ -103,7 +105,12 @@ impl Server {
             ])
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// A token for the dev admin (or the given client credentials).
+    pub async fn token_for(&self, client_id: &str, secret: &str) -> String {
+        let resp = self.token_response(client_id, secret).await;
         assert_eq!(resp.status(), 200);
         resp.json::<Value>().await.unwrap()["access_token"]
             .as_str()

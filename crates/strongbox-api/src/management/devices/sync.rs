@@ -241,13 +241,7 @@ pub(super) async fn finish_device_call(
         app.clock.now_ms(),
     );
     if let Err(e) = app.audit.append(entry).await {
-        tracing::error!(error = %e, "could not audit a device call");
-        return ArmError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            "The service encountered an internal error.",
-        )
-        .into_response();
+        return ArmError::from(e).into_response();
     }
     response
 }
