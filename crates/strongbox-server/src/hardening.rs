@@ -42,7 +42,9 @@ impl ConnectionLimits {
     pub const DEFAULT: ConnectionLimits = ConnectionLimits {
         header_read_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(120),
-        max_connections: 1024,
+        // Above the 4096 change-feed polls a server lets wait, so the edge fleet's long polls
+        // meet the feed's own limit (429 with Retry-After) before a closed connection.
+        max_connections: 4352,
         tls_handshake_timeout: Duration::from_secs(10),
         body_read_timeout: Duration::from_secs(30),
         http2_max_concurrent_streams: 100,
@@ -53,6 +55,26 @@ impl ConnectionLimits {
 impl Default for ConnectionLimits {
     fn default() -> Self {
         ConnectionLimits::DEFAULT
+    }
+}
+
+/// File descriptors the server needs besides its client connections: the store's pool, audit
+/// files, TLS and certificate files, logs.
+const RESERVED_FDS: u64 = 256;
+
+/// Raises the soft open-file limit towards what `max_connections` needs (as Go's runtime does:
+/// many systems start a service at 1024), up to the hard limit; warns when even that is too low,
+/// since past it accept() fails and every client is refused rather than the newest.
+pub fn raise_open_file_limit(limits: &ConnectionLimits) {
+    let wanted = limits.max_connections as u64 + RESERVED_FDS;
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(got) if got < wanted => tracing::warn!(
+            open_files = got,
+            max_connections = limits.max_connections,
+            "the open-file limit is below --max-connections plus {RESERVED_FDS}: raise LimitNOFILE (ulimit -n) or lower --max-connections"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not read or raise the open-file limit"),
     }
 }
 

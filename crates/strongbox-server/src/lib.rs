@@ -332,6 +332,7 @@ pub async fn start(
             .await
             .context("loading the TLS certificate")?;
     listener.set_nonblocking(true)?;
+    hardening::raise_open_file_limit(&config.limits);
     let handle = axum_server::Handle::new();
     let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls_config)
         .handshake_timeout(config.limits.tls_handshake_timeout)
