@@ -151,7 +151,24 @@ fn query(uri: &Uri) -> Query {
     }
 }
 
+/// Answers a request to a vault host, naming its operation for the request metrics.
 pub async fn handle(
+    State(app): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let operation = parse(&method, uri.path()).map_or(Operation::Unknown, |(op, _)| op);
+    let mut response = answer(State(app), ConnectInfo(peer), method, uri, headers, body).await;
+    response
+        .extensions_mut()
+        .insert(crate::metrics::OperationName(operation.name()));
+    response
+}
+
+async fn answer(
     State(app): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
@@ -212,6 +229,10 @@ pub async fn handle(
     }
 
     if let Err(secs) = app.throttle.vault(&vault.id) {
+        app.metrics
+            .throttled
+            .get_or_create(&crate::metrics::LimitLabels { limit: "vault" })
+            .inc();
         let throttled = ApiError {
             retry_after: Some(secs),
             ..ApiError::new(

@@ -5,6 +5,7 @@
 mod data_plane;
 mod errors;
 pub mod management;
+pub mod metrics;
 mod msi;
 mod throttle;
 mod token_routes;
@@ -75,6 +76,8 @@ pub struct AppState {
     pub ca_pem: String,
     /// Optional request limits (off unless configured).
     pub throttle: Throttle,
+    /// What `/metrics` shows; the request counters are fed by [`metrics::track`].
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -85,6 +88,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(data_plane::handle)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(add_service_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 

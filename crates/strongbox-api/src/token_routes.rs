@@ -16,6 +16,7 @@ use strongbox_types::token::OAuthError;
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/healthz", get(health))
+        .route("/readyz", get(ready))
         .route("/_dev/clock", post(advance_clock))
         .route(
             "/{tenant}/v2.0/.well-known/openid-configuration",
@@ -25,8 +26,34 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/{tenant}/oauth2/v2.0/token", post(token))
 }
 
+/// How long readiness waits for the store.
+const READY_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Liveness: the process answers.
 async fn health(State(app): State<Arc<AppState>>) -> Response {
     Json(serde_json::json!({"status": "ok", "store": app.store.backend()})).into_response()
+}
+
+/// Readiness: the store answers, the audit writer takes records (requests fail closed without
+/// it) and the keyring is loaded. 503 with the failing checks otherwise.
+pub async fn ready(State(app): State<Arc<AppState>>) -> Response {
+    // Bounded: a store that does not answer (a pool waiting for a connection) is not ready.
+    let store = tokio::time::timeout(READY_STORE_TIMEOUT, app.store.get_meta("readyz"))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    let audit = app.audit.is_running();
+    let keyring = app.secrets.keyring_works();
+    let ok = store && audit && keyring;
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if ok { "ready" } else { "unready" },
+        "checks": {"store": store, "auditWriter": audit, "rootKey": keyring},
+    });
+    (status, Json(body)).into_response()
 }
 
 fn oauth_error(status: u16, error: &str, description: String) -> Response {
@@ -104,6 +131,10 @@ async fn token(
     let form = serde_urlencoded::from_bytes::<HashMap<String, String>>(&body).ok();
     let client_id = form.as_ref().and_then(|f| f.get("client_id"));
     if let Err(secs) = app.throttle.token(client_id.map(String::as_str), peer.ip()) {
+        app.metrics
+            .throttled
+            .get_or_create(&crate::metrics::LimitLabels { limit: "token" })
+            .inc();
         let mut r = oauth_error(
             429,
             "temporarily_unavailable",
@@ -120,8 +151,28 @@ async fn token(
             "AADSTS900144: The request body must be form-encoded.".into(),
         );
     };
+    let grant = form
+        .get("grant_type")
+        .map(String::as_str)
+        .filter(|g| crate::metrics::GRANTS.contains(g))
+        .unwrap_or("other")
+        .to_string();
     match app.tokens.token(&tenant, &form).await {
-        Ok(t) => Json(t).into_response(),
-        Err(f) => oauth_error(f.status, &f.body.error, f.body.error_description),
+        Ok(t) => {
+            app.metrics
+                .tokens_issued
+                .get_or_create(&crate::metrics::GrantLabels { grant })
+                .inc();
+            Json(t).into_response()
+        }
+        Err(f) => {
+            app.metrics
+                .tokens_refused
+                .get_or_create(&crate::metrics::ErrorLabels {
+                    error: f.body.error.clone(),
+                })
+                .inc();
+            oauth_error(f.status, &f.body.error, f.body.error_description)
+        }
     }
 }

@@ -31,6 +31,10 @@ pub struct ServerArgs {
     /// (azure-identity on Linux requires /var/opt/azcmagent/tokens).
     #[arg(long, env = "STRONGBOX_ARC_TOKEN_DIR")]
     arc_token_dir: Option<PathBuf>,
+    /// Plain-HTTP address for `/metrics` (Prometheus), `/healthz` and `/readyz`; `off` for none.
+    /// Loopback by default: expose it wider only behind your own network rules.
+    #[arg(long, env = "STRONGBOX_METRICS_LISTEN", default_value = strongbox_server::DEFAULT_METRICS_LISTEN)]
+    metrics_listen: String,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -106,6 +110,13 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<ExitCode> {
     config.storage_root = a.storage_root;
     config.arc_token_dir = a.arc_token_dir;
     config.limits = a.limits.limits();
+    config.metrics_listen =
+        match a.metrics_listen.as_str() {
+            "off" => None,
+            at => Some(at.parse().with_context(|| {
+                format!("--metrics-listen: '{at}' is not an address:port or off")
+            })?),
+        };
     config.throttle = strongbox_server::ThrottleLimits {
         vault_per_10s: a.throttle.vault_requests_per_10s,
         token_per_client_per_min: a.throttle.token_requests_per_client_per_min,

@@ -139,6 +139,9 @@ pub fn entry(
 
 type Pending = (AuditEntry, oneshot::Sender<StoreResult<()>>);
 
+/// Told the size and duration of each group commit of audit records.
+pub type CommitObserver = Arc<dyn Fn(usize, std::time::Duration) + Send + Sync>;
+
 /// Appends records in group commits. Cloning shares the one writer task.
 #[derive(Clone)]
 pub struct AuditWriter {
@@ -151,12 +154,24 @@ const MAX_BATCH: usize = 512;
 impl AuditWriter {
     /// Starts the writer task; it ends when every `AuditWriter` clone is dropped and the queue drained.
     pub fn start(store: Arc<dyn Store>) -> (AuditWriter, tokio::task::JoinHandle<()>) {
+        AuditWriter::start_observed(store, Arc::new(|_: usize, _: std::time::Duration| {}))
+    }
+
+    /// Like [`AuditWriter::start`], telling `on_commit` each group commit's size and duration
+    /// (the server's metrics).
+    pub fn start_observed(
+        store: Arc<dyn Store>,
+        on_commit: CommitObserver,
+    ) -> (AuditWriter, tokio::task::JoinHandle<()>) {
         let (queue, mut rx) = mpsc::channel::<Pending>(8 * MAX_BATCH);
         let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 let (entries, waiters): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+                let started = std::time::Instant::now();
+                let records = entries.len();
                 let result = store.append_audit(entries).await;
+                on_commit(records, started.elapsed());
                 // A full disk is logged once by the store, not once per batch here.
                 if let Err(e) = &result
                     && !matches!(e, StoreError::DiskFull)
@@ -169,6 +184,16 @@ impl AuditWriter {
             }
         });
         (AuditWriter { queue }, task)
+    }
+
+    /// Records waiting for their group commit.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
+    /// Whether the writer task still takes records (requests fail closed once it does not).
+    pub fn is_running(&self) -> bool {
+        !self.queue.is_closed()
     }
 
     /// Returns once the record is durable.

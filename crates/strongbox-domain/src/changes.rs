@@ -107,6 +107,7 @@ pub struct ChangeNotifier {
     last_recheck: Mutex<Option<Instant>>,
     closed: AtomicBool,
     waiters: Arc<Semaphore>,
+    max_waiters: usize,
     recheck: Duration,
 }
 
@@ -149,8 +150,14 @@ impl ChangeNotifier {
             last_recheck: Mutex::new(None),
             closed: AtomicBool::new(false),
             waiters: Arc::new(Semaphore::new(max_waiters)),
+            max_waiters,
             recheck,
         }
+    }
+
+    /// Long polls waiting on this node now.
+    pub fn waiting(&self) -> usize {
+        self.max_waiters - self.waiters.available_permits()
     }
 
     /// A change to `vault_id` was committed on this node: wake its long polls now.

@@ -194,6 +194,15 @@ impl SecretService {
         self
     }
 
+    /// Whether the keyring seals and opens with its active data key (readiness).
+    pub fn keyring_works(&self) -> bool {
+        let aad = b"strongbox:readyz";
+        let sealed = self.keyring.seal(aad, b"probe");
+        self.keyring
+            .open_sealed(aad, &sealed)
+            .is_ok_and(|p| p.as_slice() == b"probe")
+    }
+
     /// The wake-ups of this node's change-feed long polls (the server closes it on shutdown).
     pub fn change_notifier(&self) -> &Arc<ChangeNotifier> {
         &self.changes

@@ -55,7 +55,13 @@ pub struct Config {
     pub limits: ConnectionLimits,
     /// Optional per-vault and token-endpoint request limits (none by default).
     pub throttle: strongbox_api::ThrottleLimits,
+    /// Plain-HTTP listener for `/metrics`, `/healthz` and `/readyz` (loopback by default, so
+    /// metrics are never on the public port unless asked). None: no such listener.
+    pub metrics_listen: Option<SocketAddr>,
 }
+
+/// The metrics listener's default: loopback, the port Prometheus exporters commonly use.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 
 impl Config {
     pub fn new(data_dir: PathBuf) -> Self {
@@ -73,6 +79,7 @@ impl Config {
             audit_sink_interval: Duration::from_millis(250),
             limits: ConnectionLimits::default(),
             throttle: strongbox_api::ThrottleLimits::default(),
+            metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
         }
     }
 
@@ -184,6 +191,8 @@ pub async fn open_context(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Ar
 /// A started server.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, if its listener is up.
+    pub metrics_addr: Option<SocketAddr>,
     /// Present in dev mode.
     pub credentials: Option<DevCredentials>,
     handle: axum_server::Handle<SocketAddr>,
@@ -208,6 +217,31 @@ impl RunningServer {
         served??;
         Ok(())
     }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` over plain HTTP at `at`. A port already taken (a
+/// second server on the same host with the default) is logged, and the server runs without it:
+/// metrics never keep a vault from serving.
+async fn spawn_metrics(
+    at: SocketAddr,
+    state: Arc<strongbox_api::AppState>,
+) -> Option<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = match tokio::net::TcpListener::bind(at).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(%at, error = %e, "metrics listener not started (set --metrics-listen)");
+            return None;
+        }
+    };
+    let bound = listener.local_addr().ok()?;
+    let app = strongbox_api::metrics::router(state);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics listener stopped");
+        }
+    });
+    tracing::info!(%bound, "metrics listening (/metrics, /healthz, /readyz)");
+    Some((bound, task))
 }
 
 /// Starts serving HTTPS on `listener` (already bound).
@@ -264,7 +298,11 @@ pub async fn start(
         None
     };
 
-    let (audit, audit_task) = AuditWriter::start(store.clone());
+    let metrics = Arc::new(strongbox_api::metrics::Metrics::default());
+    let (audit, audit_task) = AuditWriter::start_observed(store.clone(), {
+        let metrics = metrics.clone();
+        Arc::new(move |records, took| metrics.audit_committed(records, took))
+    });
     let secrets = Arc::new(SecretService::new(
         store.clone(),
         keyring.clone(),
@@ -295,7 +333,12 @@ pub async fn start(
         storage_root,
         ca_pem: std::fs::read_to_string(&tls.ca_cert).context("reading the CA certificate")?,
         throttle: strongbox_api::Throttle::new(&config.throttle),
+        metrics,
     });
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => spawn_metrics(at, state.clone()).await,
+        None => None,
+    };
     let body_limit = config.limits.body_read_timeout;
     let app = strongbox_api::router(state).layer(axum::middleware::map_request(
         move |request| async move { hardening::body_deadline(request, body_limit) },
@@ -349,12 +392,18 @@ pub async fn start(
             .await
     });
     tracing::info!(%addr, store = store.backend(), "strongbox listening");
+    let mut background = vec![sweeper, audit_sink];
+    let metrics_addr = metrics_listener.map(|(at, task)| {
+        background.push(task);
+        at
+    });
     Ok(RunningServer {
         addr,
+        metrics_addr,
         credentials,
         handle,
         serve,
-        background: vec![sweeper, audit_sink],
+        background,
         audit_task,
         changes,
     })

@@ -509,6 +509,30 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    fn pool_usage(&self) -> PoolUsage {
+        // `read` is the same pool under a second name.
+        [&self.write]
+            .iter()
+            .fold(PoolUsage::default(), |u, p| PoolUsage {
+                open: u.open + p.size(),
+                idle: u.idle + p.num_idle() as u32,
+            })
+    }
+
+    async fn count_live(&self) -> StoreResult<LiveCounts> {
+        let (vaults, secrets): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM vaults WHERE deleted_at IS NULL), \
+                    (SELECT COUNT(*) FROM secrets WHERE deleted_at IS NULL)",
+        )
+        .fetch_one(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok(LiveCounts {
+            vaults: vaults.max(0) as u64,
+            secrets: secrets.max(0) as u64,
+        })
+    }
+
     async fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
             .bind(key)

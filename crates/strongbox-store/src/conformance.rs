@@ -360,10 +360,18 @@ async fn soft_delete_recover_purge(store: &dyn Store, vault: &VaultRow) {
         deleted_at: 100,
         purge_at: 200,
     };
+    let before = store.count_live().await.unwrap();
     store
         .apply(del("bravo"), audit(vault, "SecretDelete"))
         .await
         .unwrap();
+    // A soft-deleted secret no longer counts as live; its vault does.
+    let after = store.count_live().await.unwrap();
+    assert_eq!(after.secrets + 1, before.secrets);
+    assert_eq!(after.vaults, before.vaults);
+    assert!(after.vaults >= 1);
+    let pools = store.pool_usage();
+    assert!(pools.open >= 1 && pools.idle <= pools.open, "{pools:?}");
     assert!(matches!(
         store
             .apply(del("bravo"), audit(vault, "SecretDelete"))

@@ -25,6 +25,20 @@ pub use locks::*;
 pub use rows::*;
 pub use vault_arm::*;
 
+/// A store's connection pools: connections open, and of those idle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub open: u32,
+    pub idle: u32,
+}
+
+/// How much a store holds that is live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveCounts {
+    pub vaults: u64,
+    pub secrets: u64,
+}
+
 use async_trait::async_trait;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -113,6 +127,12 @@ pub trait Store:
 {
     /// Which backend this is, for logs and `/health`.
     fn backend(&self) -> &'static str;
+
+    /// Connections of the store's pools, open and idle, for the server's metrics.
+    fn pool_usage(&self) -> PoolUsage;
+
+    /// Live (not soft-deleted) vaults and secrets, for the server's metrics.
+    async fn count_live(&self) -> StoreResult<LiveCounts>;
 
     // --- deployment metadata and keys
     async fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;

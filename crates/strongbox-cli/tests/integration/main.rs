@@ -26,6 +26,7 @@ mod full_disk;
 mod hostile_clients;
 mod identities;
 mod management;
+mod metrics;
 mod mgmt_insights;
 mod postgres;
 mod rbac_matrix;
