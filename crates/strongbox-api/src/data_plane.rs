@@ -160,23 +160,42 @@ pub async fn handle(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let operation = parse(&method, uri.path()).map_or(Operation::Unknown, |(op, _)| op);
-    let mut response = answer(State(app), ConnectInfo(peer), method, uri, headers, body).await;
+    let started = Instant::now();
+    let parsed = parse(&method, uri.path());
+    let operation = parsed.as_ref().map_or(Operation::Unknown, |(op, _)| *op);
+    let request = Incoming {
+        peer,
+        uri,
+        headers,
+        started,
+    };
+    let mut response = answer(app, request, parsed, body).await;
     response
         .extensions_mut()
         .insert(crate::metrics::OperationName(operation.name()));
     response
 }
 
-async fn answer(
-    State(app): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
+/// What [`answer`] needs of the request besides its body.
+struct Incoming {
+    peer: SocketAddr,
     uri: Uri,
     headers: HeaderMap,
+    started: Instant,
+}
+
+async fn answer(
+    app: Arc<AppState>,
+    request: Incoming,
+    parsed: Result<(Operation, Target), ErrorCode>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
+    let Incoming {
+        peer,
+        uri,
+        headers,
+        started,
+    } = request;
     let Some(host) = request_host(&uri, &headers) else {
         return ApiError::new(ErrorCode::BadParameter, "The request has no host.").into_response();
     };
@@ -203,7 +222,6 @@ async fn answer(
         Err(e) => return ApiError::from(strongbox_domain::DomainError::from(e)).into_response(),
     };
     let q = query(&uri);
-    let parsed = parse(&method, uri.path());
     let mut info = RequestInfo {
         operation: parsed
             .as_ref()
