@@ -42,6 +42,10 @@ pub enum AgentCommand {
     /// Serve the activation page and the managed-identity endpoint (Azure Arc form) on
     /// 127.0.0.1 and re-sync the device secrets periodically.
     Run {
+        /// A TOML file of settings named as these flags (`data-dir = "/var/lib/strongbox-agent"`);
+        /// flags override it.
+        #[arg(long, env = "STRONGBOX_AGENT_CONFIG")]
+        config: Option<PathBuf>,
         #[arg(long)]
         data_dir: PathBuf,
         #[arg(long)]
@@ -142,6 +146,7 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
             );
         }
         AgentCommand::Run {
+            config: _,
             data_dir,
             server_ca,
             port,

@@ -11,6 +11,7 @@
 mod admin_cmd;
 mod agent_cmd;
 mod audit_cmd;
+mod config_file;
 mod context;
 mod device_cmd;
 mod diagnostics_cmd;
@@ -29,7 +30,7 @@ mod storage_cmd;
 mod transfer;
 mod vault_cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -141,7 +142,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match config_file::expand(&Cli::command(), std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => return exit::report(&e),
+    };
+    let cli = Cli::parse_from(args);
     let server = matches!(cli.command, Command::Server(_));
     let default_filter = if server {
         "info,sqlx=warn"
@@ -154,6 +159,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(|| log_writer::LogWriter)
+        // Colours only on a terminal: a log file or journald gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .log_internal_errors(false)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -9,6 +9,11 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct ServerArgs {
+    /// A TOML file of settings named as these flags (`listen = "0.0.0.0:8443"`,
+    /// `max-connections = 8192`); environment variables override it, flags override both, and
+    /// `STRONGBOX_X_FILE` reads `STRONGBOX_X` from a file.
+    #[arg(long, env = "STRONGBOX_CONFIG")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     store: StoreArgs,
     /// Address to listen on.
@@ -31,6 +36,17 @@ pub struct ServerArgs {
     /// (azure-identity on Linux requires /var/opt/azcmagent/tokens).
     #[arg(long, env = "STRONGBOX_ARC_TOKEN_DIR")]
     arc_token_dir: Option<PathBuf>,
+    /// Certificate chain (PEM, leaf first) to serve instead of the generated one; reloaded when
+    /// the file changes or on SIGHUP, without dropping connections.
+    #[arg(long, env = "STRONGBOX_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "STRONGBOX_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The CA certificate (PEM) that clients and activated devices should trust (default: the
+    /// chain file).
+    #[arg(long, env = "STRONGBOX_TLS_CA", requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
     /// Plain-HTTP address for `/metrics` (Prometheus), `/healthz` and `/readyz`; `off` for none.
     /// Loopback by default: expose it wider only behind your own network rules.
     #[arg(long, env = "STRONGBOX_METRICS_LISTEN", default_value = strongbox_server::DEFAULT_METRICS_LISTEN)]
@@ -110,6 +126,9 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<ExitCode> {
     config.storage_root = a.storage_root;
     config.arc_token_dir = a.arc_token_dir;
     config.limits = a.limits.limits();
+    config.tls_cert = a.tls_cert;
+    config.tls_key = a.tls_key;
+    config.tls_ca = a.tls_ca;
     config.metrics_listen =
         match a.metrics_listen.as_str() {
             "off" => None,

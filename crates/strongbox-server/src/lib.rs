@@ -58,6 +58,12 @@ pub struct Config {
     /// Plain-HTTP listener for `/metrics`, `/healthz` and `/readyz` (loopback by default, so
     /// metrics are never on the public port unless asked). None: no such listener.
     pub metrics_listen: Option<SocketAddr>,
+    /// The operator's certificate chain and key (PEM); reloaded when the files change or on
+    /// SIGHUP. None: a CA and certificate generated in the data dir on first start.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// The CA clients and devices should trust (default: the chain file).
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// The metrics listener's default: loopback, the port Prometheus exporters commonly use.
@@ -80,6 +86,9 @@ impl Config {
             limits: ConnectionLimits::default(),
             throttle: strongbox_api::ThrottleLimits::default(),
             metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 
@@ -280,7 +289,13 @@ pub async fn start(
         token_service = token_service.with_arc_challenges(arc);
     }
     let tokens = Arc::new(token_service);
-    let tls = tls::ensure(&config.data_dir, &config.dns_suffix)?;
+    let tls = tls::resolve(
+        &config.data_dir,
+        &config.dns_suffix,
+        config.tls_cert.as_deref(),
+        config.tls_key.as_deref(),
+        config.tls_ca.as_deref(),
+    )?;
     let credentials = if config.dev {
         Some(
             bootstrap::dev(
@@ -374,6 +389,7 @@ pub async fn start(
         axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.server_chain, &tls.server_key)
             .await
             .context("loading the TLS certificate")?;
+    let reloader = tls::spawn_reloader(rustls_config.clone(), tls);
     listener.set_nonblocking(true)?;
     hardening::raise_open_file_limit(&config.limits);
     let handle = axum_server::Handle::new();
@@ -392,7 +408,7 @@ pub async fn start(
             .await
     });
     tracing::info!(%addr, store = store.backend(), "strongbox listening");
-    let mut background = vec![sweeper, audit_sink];
+    let mut background = vec![sweeper, audit_sink, reloader];
     let metrics_addr = metrics_listener.map(|(at, task)| {
         background.push(task);
         at

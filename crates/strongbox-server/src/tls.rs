@@ -10,9 +10,94 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub struct TlsFiles {
+    /// What clients (and activated devices) are told to trust.
     pub ca_cert: PathBuf,
     pub server_chain: PathBuf,
     pub server_key: PathBuf,
+}
+
+/// The operator's certificate files (`--tls-cert`, `--tls-key`, `--tls-ca`), or the generated
+/// ones in the data dir when none are given.
+pub fn resolve(
+    data_dir: &Path,
+    dns_suffix: &str,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    ca: Option<&Path>,
+) -> anyhow::Result<TlsFiles> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(TlsFiles {
+            // Without --tls-ca the chain itself is what clients are pointed at.
+            ca_cert: std::path::absolute(ca.unwrap_or(cert))?,
+            server_chain: cert.to_path_buf(),
+            server_key: key.to_path_buf(),
+        }),
+        (None, None) => ensure(data_dir, dns_suffix),
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    }
+}
+
+/// How often the certificate files are compared with what is served (besides SIGHUP).
+const RELOAD_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn fingerprint(files: &TlsFiles) -> Option<[u8; 32]> {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(std::fs::read(&files.server_chain).ok()?);
+    h.update(std::fs::read(&files.server_key).ok()?);
+    Some(h.finalize().into())
+}
+
+/// Serves renewed certificates without a restart: on SIGHUP and whenever the files' content
+/// changes (checked every few seconds, which also catches a Kubernetes Secret volume's symlink
+/// swap), the new pair is loaded for new handshakes; connections already open keep theirs. A pair
+/// that does not load is logged and the old one kept.
+pub fn spawn_reloader(
+    config: axum_server::tls_rustls::RustlsConfig,
+    files: TlsFiles,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut served = fingerprint(&files);
+        let mut failed = None;
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            #[cfg(unix)]
+            let forced = match hup.as_mut() {
+                Some(h) => tokio::select! {
+                    _ = h.recv() => true,
+                    _ = tokio::time::sleep(RELOAD_CHECK) => false,
+                },
+                None => {
+                    tokio::time::sleep(RELOAD_CHECK).await;
+                    false
+                }
+            };
+            #[cfg(not(unix))]
+            let forced = {
+                tokio::time::sleep(RELOAD_CHECK).await;
+                false
+            };
+            let now = fingerprint(&files);
+            if now.is_none() || (now == served && !forced) || (now == failed && !forced) {
+                continue;
+            }
+            match config
+                .reload_from_pem_file(&files.server_chain, &files.server_key)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(cert = %files.server_chain.display(), "TLS certificate reloaded");
+                    served = now;
+                    failed = None;
+                }
+                Err(e) => {
+                    tracing::error!(cert = %files.server_chain.display(), error = %e, "the new TLS certificate does not load; still serving the previous one");
+                    failed = now;
+                }
+            }
+        }
+    })
 }
 
 pub fn ensure(data_dir: &Path, dns_suffix: &str) -> anyhow::Result<TlsFiles> {
