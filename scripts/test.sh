@@ -36,6 +36,13 @@ if ! command -v openssl >/dev/null; then
 fi
 openssl version
 
+log "systemd-analyze (the packaging test verifies and scores the units with it)"
+if ! command -v systemd-analyze >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd
+fi
+systemd-analyze --version | head -n 1
+
 log "PostgreSQL"
 export STRONGBOX_TEST_PG_URL
 pg_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
