@@ -237,3 +237,66 @@ async fn an_idle_connection_flood_is_bounded_and_closed_while_clients_are_served
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickled_a_byte_at_a_time_is_refused_within_the_body_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--body-read-timeout-secs", "2"]).await;
+    let token = server.admin_token().await;
+    let config = tls_config(&server);
+    let port = server.port;
+    let (elapsed, answer) = tokio::task::spawn_blocking(move || {
+        let mut tls = connect(port, &config).expect("connected");
+        let body = br#"{"value":"trickled-secret-value-0123456789"}"#;
+        let head = format!(
+            "PUT /secrets/trickled?api-version=7.6 HTTP/1.1\r\nHost: dev.vault.localhost:{port}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        tls.write_all(head.as_bytes()).unwrap();
+        let started = Instant::now();
+        // One byte every 300 ms: the header timeout never fires, each read makes progress, the
+        // whole body would take 13 s. Between bytes, whatever the server answered is read (once
+        // it has answered and closed, a further write would reset the connection and lose it).
+        tls.sock
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut sent = 0;
+        while started.elapsed() < Duration::from_secs(8) {
+            match tls.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if String::from_utf8_lossy(&answer).contains("\r\n\r\n{") {
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => break,
+            }
+            if sent < body.len() {
+                let _ = tls.write_all(&body[sent..sent + 1]).and_then(|_| tls.flush());
+                sent += 1;
+            }
+        }
+        (started.elapsed(), String::from_utf8_lossy(&answer).to_string())
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("\"code\":\"BadParameter\""), "{answer}");
+    assert!(!answer.contains("trickled-secret"), "{answer}");
+    assert!(elapsed < Duration::from_secs(8), "{elapsed:?}");
+    // Nothing was stored.
+    let (status, _) = server
+        .call(
+            &server.admin_token().await,
+            reqwest::Method::GET,
+            "/secrets/trickled",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+}
