@@ -132,6 +132,24 @@ async fn a_full_disk_answers_503_and_writes_resume_in_the_same_process() {
         s, 503,
         "a read needs its durable audit record too (fail closed)"
     );
+    // The management API answers in ARM's shape.
+    let sub = server.creds["subscription_id"].as_str().unwrap();
+    let mgmt = server
+        .client
+        .put(format!(
+            "https://localhost:{}/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/fullvault?api-version=2023-07-01",
+            server.port
+        ))
+        .bearer_auth(&token)
+        .json(&json!({"location": "westeurope", "properties": {
+            "tenantId": server.creds["tenant_id"], "sku": {"family": "A", "name": "standard"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mgmt.status(), 503);
+    assert!(mgmt.headers().contains_key("retry-after"));
+    let body: serde_json::Value = mgmt.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "ServiceUnavailable", "{body}");
 
     std::fs::remove_file(&filler).unwrap();
     // The same process writes again at once: no restart, no stuck transaction.
