@@ -66,3 +66,37 @@ async fn a_vault_over_its_limit_answers_429_throttled_with_retry_after() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "temporarily_unavailable", "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_endpoint_limits_each_source_address_whatever_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--token-requests-per-address-per-min", "4"]).await;
+    let (id, secret) = (
+        server.creds["client_id"].as_str().unwrap(),
+        server.creds["client_secret"].as_str().unwrap(),
+    );
+    // Made-up client ids count against the address too, so spraying ids does not get around it.
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        statuses.push(
+            server
+                .token_response(&format!("00000000-0000-0000-0000-00000000000{i}"), "x")
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [401, 401, 401]);
+    assert_eq!(server.token_response(id, secret).await.status(), 200);
+    let resp = server.token_response(id, secret).await;
+    assert_eq!(resp.status(), 429);
+    let retry_after: u32 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    assert!(!body.to_string().contains(secret));
+}
