@@ -290,7 +290,7 @@ async fn verify_store(store: StoreArgs, only: Option<String>) -> anyhow::Result<
     } else {
         for id in s.list_audit_chains().await? {
             if !chains.iter().any(|(c, _)| *c == id) {
-                let label = if id.starts_with("subscription:") {
+                let label = if id.starts_with("subscription:") || id.starts_with("system:") {
                     id.clone()
                 } else {
                     format!("purged vault {id}")

@@ -11,12 +11,14 @@
 mod admin_cmd;
 mod agent_cmd;
 mod audit_cmd;
+mod backup_cmd;
 mod context;
 mod device_cmd;
 mod diagnostics_cmd;
 mod edge_cmd;
 mod exit;
 mod identity_cmd;
+mod keys_cmd;
 mod lock_cmd;
 mod login_cmd;
 mod output;
