@@ -278,7 +278,7 @@ async fn verify_store(store: StoreArgs, only: Option<String>) -> anyhow::Result<
     let config = store.config()?;
     let s = strongbox_server::open_store(&config.store_url()).await?;
     // Every chain: live and soft-deleted vaults by name, then chains without a vault row
-    // (purged vaults, subscriptions) by id.
+    // (purged vaults, subscriptions, the keyring and backup records of system:keyring) by id.
     let vaults = s.list_vaults().await?;
     let mut chains: Vec<(String, String)> = vaults
         .iter()

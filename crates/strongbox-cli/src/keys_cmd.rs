@@ -47,10 +47,16 @@ pub async fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
     }
     if !a.no_wait {
         let bar = crate::transfer::progress(0, "re-encrypting");
-        keys::reencrypt(&*store, &keyring, &clock, &|done, total| {
-            bar.set_length(total);
-            bar.set_position(done);
-        })
+        keys::reencrypt(
+            &*store,
+            &keyring,
+            &clock,
+            &|done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            },
+            std::time::Duration::ZERO,
+        )
         .await?;
         bar.finish_and_clear();
     }

@@ -30,6 +30,9 @@ pub struct ServerArgs {
     /// (azure-identity on Linux requires /var/opt/azcmagent/tokens).
     #[arg(long, env = "STRONGBOX_ARC_TOKEN_DIR")]
     arc_token_dir: Option<PathBuf>,
+    /// Testing only: pause this long after each page a data key rotation re-encrypts.
+    #[arg(long, hide = true, default_value_t = 0)]
+    reencrypt_pause_ms: u64,
 }
 
 pub async fn run(a: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -39,6 +42,7 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<ExitCode> {
     config.purge_interval = std::time::Duration::from_secs(a.purge_interval_secs.max(1));
     config.storage_root = a.storage_root;
     config.arc_token_dir = a.arc_token_dir;
+    config.reencrypt_pause = std::time::Duration::from_millis(a.reencrypt_pause_ms);
     let listener =
         std::net::TcpListener::bind(a.listen).with_context(|| format!("binding {}", a.listen))?;
     let server = strongbox_server::start(config, listener).await?;

@@ -31,7 +31,7 @@ pub const AUDIT_CHAIN: &str = "system:keyring";
 /// Old keys are retired no sooner than this after the rotation began, so that every server has
 /// had several refreshes to stop sealing under them.
 const RETIRE_AFTER: Duration = Duration::from_secs(3);
-const PAGE: u32 = 256;
+const PAGE: u32 = 64;
 
 async fn stored_keys(store: &dyn Store) -> anyhow::Result<Vec<SealedKey>> {
     Ok(store
@@ -157,6 +157,7 @@ pub async fn reencrypt(
     keyring: &Keyring,
     clock: &dyn Clock,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
+    pause: Duration,
 ) -> anyhow::Result<()> {
     let Some(started_ms) = pending_since(store).await? else {
         return Ok(());
@@ -181,6 +182,7 @@ pub async fn reencrypt(
                 done += 1;
             }
             progress(done.min(total), total);
+            tokio::time::sleep(pause).await;
         }
         for key in store.list_signing_keys().await? {
             let aad = strongbox_identity::signing_aad(&key.kid);
@@ -291,6 +293,7 @@ pub fn spawn_upkeep(
     store: Arc<dyn Store>,
     keyring: Arc<Keyring>,
     clock: Arc<dyn Clock>,
+    pause: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut worker: Option<tokio::task::JoinHandle<()>> = None;
@@ -304,11 +307,9 @@ pub fn spawn_upkeep(
                 worker = Some(tokio::spawn(async move {
                     tracing::info!("re-encrypting values under the newest data key");
                     let log = |done: u64, total: u64| {
-                        if done == total || done % 1000 == 0 {
-                            tracing::info!(done, total, "data key rotation");
-                        }
+                        tracing::info!(done, total, "data key rotation");
                     };
-                    if let Err(e) = reencrypt(&*store, &keyring, &*clock, &log).await {
+                    if let Err(e) = reencrypt(&*store, &keyring, &*clock, &log, pause).await {
                         tracing::warn!(error = %e, "data key rotation stopped; it will resume");
                     }
                 }));

@@ -49,6 +49,8 @@ pub struct Config {
     pub storage_root: Option<PathBuf>,
     /// How often the file sink looks for new audit records to deliver.
     pub audit_sink_interval: Duration,
+    /// Testing: a pause after each page a data key rotation re-encrypts (to crash it midway).
+    pub reencrypt_pause: Duration,
 }
 
 impl Config {
@@ -65,6 +67,7 @@ impl Config {
             arc_token_dir: None,
             storage_root: None,
             audit_sink_interval: Duration::from_millis(250),
+            reencrypt_pause: Duration::ZERO,
         }
     }
 
@@ -245,7 +248,12 @@ pub async fn start(
         .canonicalize()
         .context("resolving the storage root")?;
     let audit_sink = audit_sink::spawn(store.clone(), clock.clone(), config.audit_sink_interval);
-    let key_upkeep = keys::spawn_upkeep(store.clone(), keyring.clone(), clock.clone());
+    let key_upkeep = keys::spawn_upkeep(
+        store.clone(),
+        keyring.clone(),
+        clock.clone(),
+        config.reencrypt_pause,
+    );
     let state = Arc::new(strongbox_api::AppState {
         store: store.clone(),
         secrets: secrets.clone(),

@@ -24,6 +24,7 @@ mod errors;
 mod identities;
 mod management;
 mod mgmt_insights;
+mod operations;
 mod postgres;
 mod rbac_matrix;
 mod rust_sdk;
