@@ -576,3 +576,111 @@ async fn rekey_refuses_the_old_root_at_start_and_accepts_the_new_one() {
         "{ops:?}"
     );
 }
+
+async fn pg_key_ids(url: &str) -> Vec<i64> {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let ids = sqlx::query_scalar("SELECT id FROM data_keys ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    ids
+}
+
+/// The data key a stored version is sealed under.
+async fn pg_key_of(url: &str, name: &str, version: &str) -> u32 {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let sealed: Vec<u8> = sqlx::query_scalar(
+        "SELECT sealed_value FROM secret_versions WHERE name = $1 AND version = $2",
+    )
+    .bind(name.to_ascii_lowercase())
+    .bind(version)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    u32::from_be_bytes(sealed[1..5].try_into().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rotation_on_shared_postgres_reaches_every_server_and_rekey_refuses_the_old_root() {
+    let Some(url) = strongbox_store_postgres::test_database_url("rotation").await else {
+        return;
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let pass = dir_a.path().join("pass");
+    std::fs::write(&pass, "correct horse battery staple").unwrap();
+    let p = pass.to_str().unwrap();
+    let store = ["--store", url.as_str(), "--passphrase-file", p];
+    let a = Server::start(dir_a.path(), &store).await;
+    let b = Server::start(dir_b.path(), &store).await;
+    let tb = b.admin_token().await;
+    let (stop, acked, handles) = spawn_writers(&b, &tb, 4, "pg");
+    while acked.lock().unwrap().len() < 100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Rotated by the command on A's side; B, which did nothing, seals under key 2 within a second.
+    let d = dir_a.path().to_str().unwrap();
+    let mut rotate = vec!["admin", "rotate-data-key", "--no-wait", "--data-dir", d];
+    rotate.extend(store);
+    ok(&rotate);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (s, body) = b
+        .call(
+            &tb,
+            reqwest::Method::PUT,
+            "/secrets/after-rotation",
+            Some(json!({"value": "v"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let version = body["id"].as_str().unwrap().rsplit('/').next().unwrap();
+    assert_eq!(pg_key_of(&url, "after-rotation", version).await, 2);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pg_key_ids(&url).await != vec![2] {
+        assert!(Instant::now() < deadline, "key 1 was never retired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop_writers(stop, handles).await;
+    let all = acked.lock().unwrap().clone();
+    assert_all_readable(&a, &all).await;
+    assert_all_readable(&b, &all).await;
+
+    // Rekey to a key file: the shared passphrase is refused from then on.
+    let key = dir_a.path().join("new.key");
+    let mut rekey = vec![
+        "admin",
+        "rekey",
+        "--new-key-file",
+        key.to_str().unwrap(),
+        "--data-dir",
+        d,
+    ];
+    rekey.extend(store);
+    ok(&rekey);
+    drop((a, b));
+    let err = server_refused(dir_b.path(), &store);
+    assert!(err.contains("does not open"), "{err}");
+    let c = Server::start(
+        dir_b.path(),
+        &["--store", &url, "--key-file", key.to_str().unwrap()],
+    )
+    .await;
+    assert_all_readable(&c, &all[..20]).await;
+    // A PostgreSQL store is backed up with pg_dump: the command says so.
+    let backup = dir_a.path().join("pg.sbb");
+    let (code, _, err) = cli(&[
+        "admin",
+        "backup",
+        "--to",
+        backup.to_str().unwrap(),
+        "--data-dir",
+        d,
+        "--store",
+        &url,
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("pg_dump"), "{err}");
+}
