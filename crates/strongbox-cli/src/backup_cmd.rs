@@ -4,7 +4,8 @@
 //! reader run beside the server's writer, and `VACUUM INTO` copies the database inside one read
 //! transaction, so the copy is the store exactly as of one commit: every write the server
 //! acknowledged before the backup began (acknowledged means committed with a full fsync) is in
-//! it, and no half of a later transaction is. It needs what the other admin commands need
+//! it, and no half of a later transaction is. On PostgreSQL every table is copied inside one
+//! `REPEATABLE READ` transaction, which gives the same guarantee (as pg_dump does). It needs what the other admin commands need
 //! (the data dir and the root key), no credentials of a running server.
 //!
 //! File format (v1): `SBBACKP1`, a u32 (big-endian) length and a JSON header, then frames (u32
@@ -177,9 +178,9 @@ fn sqlite_path(config: &strongbox_server::Config) -> anyhow::Result<PathBuf> {
         Some(p) => Ok(PathBuf::from(
             p.trim_start_matches("//").split('?').next().unwrap_or(p),
         )),
-        None => bail!(
-            "restore writes a SQLite store; for PostgreSQL use pg_dump/pg_restore (see README)"
-        ),
+        None => {
+            bail!("this backup is of a SQLite store: restore it with --data-dir (and no --store)")
+        }
     }
 }
 
@@ -204,11 +205,8 @@ async fn backup(args: &StoreArgs, sealing: &Sealing, to: &Path) -> anyhow::Resul
     }
     let config = args.config()?;
     let (store, keyring) = strongbox_server::open_context(&config).await?;
-    anyhow::ensure!(
-        store.backend() == "sqlite",
-        "a PostgreSQL store is backed up with pg_dump (see README: Backup and restore)"
-    );
     let clock = SystemClock;
+    let backend = store.backend();
     let (key, mut header) = match &sealing.backup_passphrase_file {
         Some(p) => {
             let pass = read_passphrase_file(p)?;
@@ -239,6 +237,7 @@ async fn backup(args: &StoreArgs, sealing: &Sealing, to: &Path) -> anyhow::Resul
         }
     };
     header.created_ms = clock.now_ms();
+    header.backend = backend.into();
     header.check = hex::encode(key.seal(CHECK, CHECK));
     let header_bytes = serde_json::to_vec(&header)?;
 
@@ -498,7 +497,12 @@ async fn verify(path: &Path, args: &StoreArgs, sealing: &Sealing) -> anyhow::Res
     let mut out = crate::context::create_private(&scratch.file())?;
     let t = unseal_into(&mut o, Some(&mut out))?;
     drop(out);
-    let counts = inspect(&scratch.file()).await?;
+    // A SQLite database gets SQLite's own integrity check; a PostgreSQL snapshot is checked
+    // when it is loaded (in one transaction).
+    let counts = match o.header.backend.as_str() {
+        "sqlite" => inspect(&scratch.file()).await?,
+        _ => serde_json::Value::Null,
+    };
     println!(
         "{}",
         serde_json::json!({"file": path.display().to_string(), "backupId": o.header.backup_id,
@@ -508,9 +512,24 @@ async fn verify(path: &Path, args: &StoreArgs, sealing: &Sealing) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
-    let config = a.store.config()?;
-    let db = sqlite_path(&config)?;
+fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes a SQLite backup as the new store's database file, which must not exist yet.
+async fn restore_sqlite(
+    config: &strongbox_server::Config,
+    o: &mut Opened,
+) -> anyhow::Result<(Trailer, serde_json::Value)> {
+    let db = sqlite_path(config)?;
     let occupied = |p: &Path| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false);
     let wal = PathBuf::from(format!("{}-wal", db.display()));
     if occupied(&db) || occupied(&wal) {
@@ -519,19 +538,11 @@ pub async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
             db.display()
         );
     }
-    let mut o = open_backup(&a.from, &a.store, &a.sealing).await?;
-    if !config.data_dir.exists() {
-        let mut b = std::fs::DirBuilder::new();
-        b.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-        b.create(&config.data_dir)
-            .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    }
+    create_data_dir(&config.data_dir)?;
     let partial = PathBuf::from(format!("{}.restoring", db.display()));
     let _ = std::fs::remove_file(&partial);
     let mut out = crate::context::create_private(&partial)?;
-    let t = unseal_into(&mut o, Some(&mut out))?;
+    let t = unseal_into(o, Some(&mut out))?;
     out.sync_all()?;
     drop(out);
     let counts = inspect(&partial).await?;
@@ -542,6 +553,47 @@ pub async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = db.parent() {
         File::open(dir)?.sync_all()?;
     }
+    Ok((t, counts))
+}
+
+/// Loads a PostgreSQL backup into the (new, empty) database `--store` names, in one transaction.
+async fn restore_postgres(
+    config: &strongbox_server::Config,
+    o: &mut Opened,
+) -> anyhow::Result<(Trailer, serde_json::Value)> {
+    let url = config.store_url();
+    anyhow::ensure!(
+        url.starts_with("postgres://") || url.starts_with("postgresql://"),
+        "this backup is of a PostgreSQL store: give --store postgres://… (a new, empty database)"
+    );
+    create_data_dir(&config.data_dir)?;
+    let store = strongbox_store_postgres::PostgresStore::open(&url)
+        .await
+        .context("opening the PostgreSQL store")?;
+    let scratch = Scratch::beside(&config.data_dir.join("restore"))?;
+    let mut out = crate::context::create_private(&scratch.file())?;
+    let t = unseal_into(o, Some(&mut out))?;
+    drop(out);
+    store
+        .restore_snapshot(&scratch.file())
+        .await
+        .map_err(|e| match e {
+            strongbox_store::StoreError::Conflict => anyhow::anyhow!(
+                "the database already holds a store; restore only into a new, empty one"
+            ),
+            e => e.into(),
+        })?;
+    Ok((t, serde_json::Value::Null))
+}
+
+pub async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let config = a.store.config()?;
+    let mut o = open_backup(&a.from, &a.store, &a.sealing).await?;
+    let (t, counts) = match o.header.backend.as_str() {
+        "sqlite" => restore_sqlite(&config, &mut o).await?,
+        "postgres" => restore_postgres(&config, &mut o).await?,
+        other => bail!("a backup of a {other:?} store cannot be restored by this binary"),
+    };
 
     let store = strongbox_server::open_store(&config.store_url()).await?;
     if let Some(master) = o.master.take() {
@@ -580,7 +632,7 @@ pub async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     .await?;
     println!(
         "{}",
-        serde_json::json!({"store": db.display().to_string(), "backupId": o.header.backup_id,
+        serde_json::json!({"store": o.header.backend, "backupId": o.header.backup_id,
             "counts": counts})
     );
     Ok(ExitCode::SUCCESS)

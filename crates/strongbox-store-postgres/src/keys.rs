@@ -132,10 +132,8 @@ impl KeyStore for PostgresStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn snapshot_into(&self, _path: &Path) -> StoreResult<()> {
-        Err(StoreError::Backend(
-            "a PostgreSQL store is backed up with pg_dump (see README: Backup and restore)".into(),
-        ))
+    async fn snapshot_into(&self, path: &Path) -> StoreResult<()> {
+        self.snapshot(path).await
     }
 }
 

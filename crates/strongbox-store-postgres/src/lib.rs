@@ -9,6 +9,7 @@ mod devices;
 mod identities;
 mod insights;
 mod keys;
+mod snapshot;
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};

