@@ -249,7 +249,9 @@ async fn backup(args: &StoreArgs, sealing: &Sealing, to: &Path) -> anyhow::Resul
         .context("taking the snapshot")?;
     spinner.finish_and_clear();
 
-    let partial = to.with_extension("partial");
+    // A crashed earlier run may have left its partial file: never a backup, safe to replace.
+    let partial = PathBuf::from(format!("{}.partial", to.display()));
+    let _ = std::fs::remove_file(&partial);
     let mut out = crate::context::create_private(&partial)?;
     out.write_all(MAGIC)?;
     write_frame(&mut out, &header_bytes)?;

@@ -36,7 +36,7 @@ pub struct RekeyArgs {
 pub async fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
     let (store, keyring) = strongbox_server::open_context(&a.store.config()?).await?;
     let clock = SystemClock;
-    if keys::pending_since(&*store).await?.is_some() {
+    if keys::pending(&*store, &keyring).await? {
         eprintln!(
             "resuming the pending rotation to data key {}",
             keyring.active_key_id()
@@ -63,7 +63,7 @@ pub async fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
     println!(
         "{}",
         serde_json::json!({"activeKeyId": keyring.active_key_id(), "keyIds": keyring.key_ids(),
-            "pending": keys::pending_since(&*store).await?.is_some()})
+            "pending": keys::pending(&*store, &keyring).await?})
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -6,9 +6,10 @@
 //! [`REFRESH`] and adopts the newest key for new writes; a write sealed under a key that a
 //! rotation has since retired is refused inside its own transaction, and a key is retired only
 //! in a transaction that finds nothing sealed under it, so no value is ever left under a key
-//! that is gone. Progress survives a crash: the pending rotation is a metadata entry, and the
-//! work left is "every value not sealed under the newest key", so any server (on start and
-//! while it runs) and the `rotate-data-key` command resume it; re-encryptions compare-and-swap,
+//! that is gone. Progress survives a crash: the data key table is the whole state (a rotation
+//! is under way while older keys than the newest are stored), and the work left is "every
+//! value not sealed under the newest key", so any server (on start and while it runs) and the
+//! `rotate-data-key` command resume it; re-encryptions compare-and-swap,
 //! so several workers at once only duplicate effort.
 
 use anyhow::Context as _;
@@ -24,12 +25,10 @@ pub const REFRESH: Duration = Duration::from_secs(1);
 pub const MASTER_META: &str = "keyring_master";
 /// Metadata: the Argon2id salt of a passphrase root.
 pub const SALT_META: &str = "root_salt";
-/// Metadata: a rotation whose old keys are not all retired yet (JSON).
-pub const ROTATION_META: &str = "rotation_pending";
 /// The audit chain of keyring operations.
 pub const AUDIT_CHAIN: &str = "system:keyring";
-/// Old keys are retired no sooner than this after the rotation began, so that every server has
-/// had several refreshes to stop sealing under them.
+/// Old keys are retired no sooner than this after a worker saw the rotation, so that every
+/// server has had several refreshes to stop sealing under them.
 const RETIRE_AFTER: Duration = Duration::from_secs(3);
 const PAGE: u32 = 64;
 
@@ -103,8 +102,8 @@ pub async fn audit(
     Ok(())
 }
 
-/// Adds a data key that new writes use at once (here; other servers within [`REFRESH`]) and
-/// records the rotation as pending. Returns the new key's id.
+/// Adds a data key that new writes use at once (here; other servers within [`REFRESH`]);
+/// the rotation is under way until the older keys are retired. Returns the new key's id.
 pub async fn rotate(
     store: &dyn Store,
     keyring: &Keyring,
@@ -113,7 +112,6 @@ pub async fn rotate(
     refresh(store, keyring).await?;
     let id = keyring.key_ids().last().copied().unwrap_or(0) + 1;
     let k = keyring.wrap_new_data_key(id);
-    let pending = serde_json::json!({"key": id, "startedMs": clock.now_ms()}).to_string();
     store
         .insert_data_key(DataKeyRow {
             id: k.id,
@@ -126,9 +124,6 @@ pub async fn rotate(
             }
             e => e.into(),
         })?;
-    store
-        .replace_meta(&[(ROTATION_META, Some(pending.as_bytes()))])
-        .await?;
     refresh(store, keyring).await?;
     audit(
         store,
@@ -140,17 +135,14 @@ pub async fn rotate(
     Ok(id)
 }
 
-/// When the pending rotation began (None: nothing pending).
-pub async fn pending_since(store: &dyn Store) -> anyhow::Result<Option<i64>> {
-    let Some(raw) = store.get_meta(ROTATION_META).await? else {
-        return Ok(None);
-    };
-    let v: serde_json::Value = serde_json::from_slice(&raw).context("the pending rotation")?;
-    Ok(Some(v["startedMs"].as_i64().unwrap_or(0)))
+/// Whether a rotation is under way: older keys than the newest are still stored.
+pub async fn pending(store: &dyn Store, keyring: &Keyring) -> anyhow::Result<bool> {
+    refresh(store, keyring).await?;
+    Ok(keyring.key_ids().len() > 1)
 }
 
 /// Re-encrypts every value not sealed under the newest key, then retires the older keys and
-/// clears the pending rotation. `progress(done, total)` after every page. Resumable at any
+/// adopts the result. `progress(done, total)` after every page. Resumable at any
 /// point: the work left is read from the store each pass.
 pub async fn reencrypt(
     store: &dyn Store,
@@ -159,14 +151,17 @@ pub async fn reencrypt(
     progress: &(dyn Fn(u64, u64) + Send + Sync),
     pause: Duration,
 ) -> anyhow::Result<()> {
-    let Some(started_ms) = pending_since(store).await? else {
+    if !pending(store, keyring).await? {
         return Ok(());
-    };
-    refresh(store, keyring).await?;
+    }
+    // Old keys are retired no sooner than RETIRE_AFTER after this worker saw the rotation (a
+    // worker that resumes after a crash waits again: later is always safe).
+    let seen_ms = clock.now_ms();
     let total = store.count_not_under(keyring.active_key_id()).await?;
     let mut done = 0u64;
     progress(0, total);
     loop {
+        refresh(store, keyring).await?;
         let active = keyring.active_key_id();
         let mut after = None;
         loop {
@@ -193,7 +188,7 @@ pub async fn reencrypt(
             }
         }
         // Give every server time to have stopped sealing under the old keys.
-        let due = started_ms + RETIRE_AFTER.as_millis() as i64;
+        let due = seen_ms + RETIRE_AFTER.as_millis() as i64;
         let wait = due - clock.now_ms();
         if wait > 0 {
             tokio::time::sleep(Duration::from_millis(wait as u64)).await;
@@ -205,7 +200,6 @@ pub async fn reencrypt(
         tokio::time::sleep(REFRESH).await;
     }
     progress(total, total);
-    store.replace_meta(&[(ROTATION_META, None)]).await?;
     refresh(store, keyring).await?;
     Ok(())
 }
@@ -302,12 +296,19 @@ pub fn spawn_upkeep(
                 tracing::warn!(error = %e, "reading the data keys failed");
             }
             let idle = worker.as_ref().is_none_or(|w| w.is_finished());
-            if idle && matches!(pending_since(&*store).await, Ok(Some(_))) {
+            if idle && keyring.key_ids().len() > 1 {
                 let (store, keyring, clock) = (store.clone(), keyring.clone(), clock.clone());
                 worker = Some(tokio::spawn(async move {
                     tracing::info!("re-encrypting values under the newest data key");
+                    // About every tenth of the way, and at the end.
+                    let logged = std::sync::atomic::AtomicU64::new(0);
                     let log = |done: u64, total: u64| {
-                        tracing::info!(done, total, "data key rotation");
+                        let step = (total / 10).max(1);
+                        let last = logged.load(std::sync::atomic::Ordering::Relaxed);
+                        if done == total || done >= last + step {
+                            logged.store(done, std::sync::atomic::Ordering::Relaxed);
+                            tracing::info!(done, total, "data key rotation");
+                        }
                     };
                     if let Err(e) = reencrypt(&*store, &keyring, &*clock, &log, pause).await {
                         tracing::warn!(error = %e, "data key rotation stopped; it will resume");
