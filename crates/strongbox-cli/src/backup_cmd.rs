@@ -287,7 +287,9 @@ async fn backup(args: &StoreArgs, sealing: &Sealing, to: &Path) -> anyhow::Resul
         ),
     )?;
     out.sync_all()?;
-    std::fs::rename(&partial, to).with_context(|| format!("renaming to {}", to.display()))?;
+    // Linked, not renamed: a file that appeared at `to` meanwhile is never replaced.
+    std::fs::hard_link(&partial, to).with_context(|| format!("creating {}", to.display()))?;
+    std::fs::remove_file(&partial)?;
     bar.finish_and_clear();
     keys::audit(
         &*store,
