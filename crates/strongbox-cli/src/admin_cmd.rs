@@ -36,18 +36,24 @@ impl StoreArgs {
         c.key_file = self.key_file.clone();
         c.dns_suffix = self.dns_suffix.to_ascii_lowercase();
         if let Some(p) = &self.passphrase_file {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            let pass = text.trim_end_matches(['\n', '\r']);
-            anyhow::ensure!(
-                pass.chars().count() >= 12,
-                "the passphrase in {} must have at least 12 characters",
-                p.display()
-            );
-            c.passphrase = Some(SecretString::from(pass.to_string()));
+            c.passphrase = Some(read_passphrase_file(p)?);
         }
         Ok(c)
     }
+}
+
+/// A passphrase from a file (one trailing newline dropped), at least 12 characters.
+pub fn read_passphrase_file(p: &std::path::Path) -> anyhow::Result<SecretString> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+    );
+    let pass = text.trim_end_matches(['\n', '\r']);
+    anyhow::ensure!(
+        pass.chars().count() >= 12,
+        "the passphrase in {} must have at least 12 characters",
+        p.display()
+    );
+    Ok(SecretString::from(pass.to_string()))
 }
 
 #[derive(Subcommand)]
@@ -67,6 +73,21 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: AdminPolicyCommand,
     },
+    /// A sealed snapshot of the whole store while the server serves (`backup verify FILE` checks one).
+    #[command(args_conflicts_with_subcommands = true)]
+    Backup {
+        #[command(flatten)]
+        args: crate::backup_cmd::BackupArgs,
+        #[command(subcommand)]
+        command: Option<crate::backup_cmd::BackupCommand>,
+    },
+    /// Restore a backup into a new, empty store.
+    Restore(crate::backup_cmd::RestoreArgs),
+    /// Add a data key for new writes, re-encrypt older values under it, retire the old keys.
+    #[command(name = "rotate-data-key")]
+    RotateDataKey(crate::keys_cmd::RotateArgs),
+    /// Re-seal the keyring under a new root key file or passphrase (the old root stops working).
+    Rekey(crate::keys_cmd::RekeyArgs),
 }
 
 #[derive(Subcommand)]
@@ -137,6 +158,10 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<ExitCode> {
         AdminCommand::Policy {
             command: AdminPolicyCommand::Set(p),
         } => set_policy(p).await,
+        AdminCommand::Backup { args, command } => crate::backup_cmd::run(args, command).await,
+        AdminCommand::Restore(args) => crate::backup_cmd::restore(args).await,
+        AdminCommand::RotateDataKey(args) => crate::keys_cmd::rotate(args).await,
+        AdminCommand::Rekey(args) => crate::keys_cmd::rekey(args).await,
     }
 }
 

@@ -278,7 +278,7 @@ async fn verify_store(store: StoreArgs, only: Option<String>) -> anyhow::Result<
     let config = store.config()?;
     let s = strongbox_server::open_store(&config.store_url()).await?;
     // Every chain: live and soft-deleted vaults by name, then chains without a vault row
-    // (purged vaults, subscriptions) by id.
+    // (purged vaults, subscriptions, the keyring and backup records of system:keyring) by id.
     let vaults = s.list_vaults().await?;
     let mut chains: Vec<(String, String)> = vaults
         .iter()
@@ -290,7 +290,7 @@ async fn verify_store(store: StoreArgs, only: Option<String>) -> anyhow::Result<
     } else {
         for id in s.list_audit_chains().await? {
             if !chains.iter().any(|(c, _)| *c == id) {
-                let label = if id.starts_with("subscription:") {
+                let label = if id.starts_with("subscription:") || id.starts_with("system:") {
                     id.clone()
                 } else {
                     format!("purged vault {id}")

@@ -154,6 +154,16 @@ pub fn rfc3339_ms(ms: i64) -> String {
 }
 
 /// Writes a file only the user can read, refusing to overwrite unless asked.
+/// Creates a new file only its owner can read (fails if it exists).
+pub fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
+        .with_context(|| format!("creating {}", path.display()))
+}
+
 pub fn write_private(path: &Path, bytes: &[u8], overwrite: bool) -> anyhow::Result<()> {
     use std::io::Write;
     let mut o = std::fs::OpenOptions::new();

@@ -11,13 +11,16 @@
 mod admin_cmd;
 mod agent_cmd;
 mod audit_cmd;
+mod backup_cmd;
 mod config_file;
 mod context;
 mod device_cmd;
 mod diagnostics_cmd;
+mod docs_cmd;
 mod edge_cmd;
 mod exit;
 mod identity_cmd;
+mod keys_cmd;
 mod lock_cmd;
 mod log_writer;
 mod login_cmd;
@@ -133,6 +136,16 @@ enum Command {
         #[command(subcommand)]
         command: admin_cmd::AdminCommand,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (strongbox.1 and one per command) into a directory.
+    Man {
+        #[arg(long, default_value = "man")]
+        dir: std::path::PathBuf,
+    },
     /// Service principals (the same as `admin sp`).
     #[command(hide = true)]
     Sp {
@@ -195,6 +208,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit { command } => audit_cmd::run(&g, command).await,
         Command::Admin { command } => admin_cmd::run(command).await,
         Command::Sp { command } => admin_cmd::run_sp(command).await,
+        Command::Completions { shell } => Ok(docs_cmd::completions(
+            <Cli as clap::CommandFactory>::command(),
+            shell,
+        )),
+        Command::Man { dir } => docs_cmd::man(<Cli as clap::CommandFactory>::command(), &dir),
     }
 }
 
@@ -206,6 +224,34 @@ mod tests {
     #[test]
     fn the_command_tree_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn completions_and_man_pages_cover_every_command() {
+        let mut bash = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut Cli::command(),
+            "strongbox",
+            &mut bash,
+        );
+        let bash = String::from_utf8(bash).unwrap();
+        assert!(bash.contains("rotate-data-key") && bash.contains("--backup-passphrase-file"));
+        let dir = std::env::temp_dir().join(format!("sbman-{}", std::process::id()));
+        docs_cmd::man(Cli::command(), &dir).unwrap();
+        for page in [
+            "strongbox.1",
+            "strongbox-admin-backup.1",
+            "strongbox-admin-rekey.1",
+        ] {
+            let text = std::fs::read_to_string(dir.join(page)).unwrap();
+            assert!(text.starts_with(".ie") || text.contains(".TH"), "{page}");
+        }
+        assert!(
+            !dir.join("strongbox-sp.1").exists(),
+            "hidden commands get no page"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct ServerArgs {
     limits: LimitArgs,
     #[command(flatten)]
     throttle: ThrottleArgs,
+    /// Testing only: pause this long after each page a data key rotation re-encrypts.
+    #[arg(long, hide = true, default_value_t = 0)]
+    reencrypt_pause_ms: u64,
 }
 
 /// Optional throttling, off unless set (Azure's shape: 429 with Retry-After).
@@ -141,6 +144,7 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<ExitCode> {
         token_per_client_per_min: a.throttle.token_requests_per_client_per_min,
         token_per_address_per_min: a.throttle.token_requests_per_address_per_min,
     };
+    config.reencrypt_pause = std::time::Duration::from_millis(a.reencrypt_pause_ms);
     let listener =
         std::net::TcpListener::bind(a.listen).with_context(|| format!("binding {}", a.listen))?;
     let server = strongbox_server::start(config, listener).await?;

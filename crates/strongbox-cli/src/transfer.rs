@@ -212,7 +212,8 @@ fn write_checkpoint(path: &Path, cp: &Checkpoint) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
 
-fn progress(total: u64, what: &str) -> ProgressBar {
+/// A progress bar on a terminal; hidden when stderr is not one.
+pub(crate) fn progress(total: u64, what: &str) -> ProgressBar {
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return ProgressBar::hidden();
     }
@@ -227,7 +228,7 @@ fn progress(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
-fn write_frame(f: &mut File, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_frame(f: &mut File, bytes: &[u8]) -> anyhow::Result<()> {
     let len = u32::try_from(bytes.len()).context("chunk too large")?;
     f.write_all(&len.to_be_bytes())?;
     f.write_all(bytes)?;
@@ -235,7 +236,7 @@ fn write_frame(f: &mut File, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// Reads one length-prefixed frame; None at a clean end of file.
-fn read_frame(f: &mut File) -> anyhow::Result<Option<Vec<u8>>> {
+pub(crate) fn read_frame(f: &mut File) -> anyhow::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -244,17 +245,17 @@ fn read_frame(f: &mut File) -> anyhow::Result<Option<Vec<u8>>> {
             if got == 0 {
                 return Ok(None);
             }
-            bail!("the export file is cut short");
+            bail!("the file is cut short");
         }
         got += n;
     }
     let len = u32::from_be_bytes(len);
     if len > MAX_CHUNK {
-        bail!("the export file is damaged (a chunk claims {len} bytes)");
+        bail!("the file is damaged (a chunk claims {len} bytes)");
     }
     let mut buf = vec![0u8; len as usize];
     f.read_exact(&mut buf)
-        .map_err(|_| anyhow::anyhow!("the export file is cut short"))?;
+        .map_err(|_| anyhow::anyhow!("the file is cut short"))?;
     Ok(Some(buf))
 }
 

@@ -2,6 +2,8 @@ use crate::{CryptoError, RootKey};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use zeroize::Zeroizing;
 
 /// Sealed format: version byte, key id (u32 BE), 24-byte nonce, ciphertext with tag.
@@ -15,18 +17,103 @@ pub struct SealedKey {
     pub wrapped: Vec<u8>,
 }
 
+/// What the root key protects: the key that wraps data keys and the MAC key. On a store that was
+/// never rekeyed both are derived from the root; `rekey` stores them sealed under the new root
+/// instead, so a new root never has to rewrap data keys and running servers (which hold these in
+/// memory) keep unwrapping keys that later rotations add.
+pub struct MasterKeys {
+    kek: Zeroizing<[u8; 32]>,
+    mac: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for MasterKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKeys([REDACTED])")
+    }
+}
+
+const MASTER_AAD: &[u8] = b"strongbox keyring master v1";
+
+impl MasterKeys {
+    /// `sealed`: the stored master (after a rekey); None: derived from the root (never rekeyed).
+    pub fn unseal(root: &RootKey, sealed: Option<&[u8]>) -> Result<MasterKeys, CryptoError> {
+        match sealed {
+            None => Ok(MasterKeys {
+                kek: root.derive("data-key-wrapping"),
+                mac: root.derive("mac"),
+            }),
+            Some(s) => {
+                let plain = open_with(&cipher(&root.derive("keyring-master")), MASTER_AAD, s)?;
+                MasterKeys::from_bytes(&plain)
+            }
+        }
+    }
+
+    /// Seals these keys under `root` (what a rekey stores).
+    pub fn seal_under(&self, root: &RootKey) -> Vec<u8> {
+        seal_with(
+            &cipher(&root.derive("keyring-master")),
+            0,
+            MASTER_AAD,
+            &self.to_bytes(),
+        )
+    }
+
+    /// The 64 bytes, for a backup sealed under a passphrase (which must open without the root).
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(64));
+        out.extend_from_slice(self.kek.as_ref());
+        out.extend_from_slice(self.mac.as_ref());
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<MasterKeys, CryptoError> {
+        if bytes.len() != 64 {
+            return Err(CryptoError::Decrypt);
+        }
+        let mut kek = Zeroizing::new([0u8; 32]);
+        let mut mac = Zeroizing::new([0u8; 32]);
+        kek.copy_from_slice(&bytes[..32]);
+        mac.copy_from_slice(&bytes[32..]);
+        Ok(MasterKeys { kek, mac })
+    }
+
+    /// A new random data key with the given id, wrapped under these keys.
+    pub fn wrap_new_data_key(&self, id: u32) -> SealedKey {
+        let key = Zeroizing::new(crate::random_bytes::<32>());
+        SealedKey {
+            id,
+            wrapped: seal_with(&cipher(&self.kek), 0, &wrap_aad(id), key.as_ref()),
+        }
+    }
+
+    fn clone_keys(&self) -> MasterKeys {
+        MasterKeys {
+            kek: self.kek.clone(),
+            mac: self.mac.clone(),
+        }
+    }
+}
+
+/// The key id a sealed value names in its header (None if it is not in the sealed format).
+pub fn sealed_key_id(sealed: &[u8]) -> Option<u32> {
+    (sealed.len() >= HEADER_LEN && sealed[0] == FORMAT_V1)
+        .then(|| u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]))
+}
+
 /// The unsealed data keys. New values are sealed with the newest key; older keys stay for
-/// reading, so rotation never rewrites data.
+/// reading until a rotation has re-encrypted everything under them and retired them. The set
+/// can be refreshed in place (`refresh`), so every holder of the `Arc<Keyring>` sees a rotation.
 pub struct Keyring {
-    keys: BTreeMap<u32, XChaCha20Poly1305>,
-    active: u32,
-    mac_key: Zeroizing<[u8; 32]>,
+    keys: RwLock<BTreeMap<u32, XChaCha20Poly1305>>,
+    active: AtomicU32,
+    master: MasterKeys,
 }
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keyring")
-            .field("active", &self.active)
+            .field("active", &self.active_key_id())
             .finish_non_exhaustive()
     }
 }
@@ -39,45 +126,97 @@ fn cipher(key: &[u8; 32]) -> XChaCha20Poly1305 {
     XChaCha20Poly1305::new(key.into())
 }
 
+fn unwrap_keys(
+    kek: &XChaCha20Poly1305,
+    sealed: &[SealedKey],
+) -> Result<BTreeMap<u32, XChaCha20Poly1305>, CryptoError> {
+    let mut keys = BTreeMap::new();
+    for s in sealed {
+        let plain = open_with(kek, &wrap_aad(s.id), &s.wrapped)?;
+        let bytes: &[u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::Decrypt)?;
+        keys.insert(s.id, cipher(bytes));
+    }
+    Ok(keys)
+}
+
 impl Keyring {
-    /// Creates a new data key with the given id, sealed under the root.
+    /// Creates a new data key with the given id, sealed under a never-rekeyed root.
     pub fn new_data_key(root: &RootKey, id: u32) -> SealedKey {
-        let key = Zeroizing::new(crate::random_bytes::<32>());
-        let kek = root.derive("data-key-wrapping");
-        SealedKey {
-            id,
-            wrapped: seal_with(&cipher(&kek), 0, &wrap_aad(id), key.as_ref()),
-        }
+        let master = MasterKeys::unseal(root, None).expect("derived master keys need no opening");
+        master.wrap_new_data_key(id)
     }
 
-    /// Unseals the stored data keys. A root that did not seal them fails here, clearly, rather
-    /// than on the first read of a secret.
+    /// Unseals the stored data keys with a never-rekeyed root. A root that did not seal them
+    /// fails here, clearly, rather than on the first read of a secret.
     pub fn open(root: &RootKey, sealed: &[SealedKey]) -> Result<Keyring, CryptoError> {
-        let kek = cipher(&root.derive("data-key-wrapping"));
-        let mut keys = BTreeMap::new();
-        for s in sealed {
-            let plain = open_with(&kek, &wrap_aad(s.id), &s.wrapped)?;
-            let bytes: &[u8; 32] = plain
-                .as_slice()
-                .try_into()
-                .map_err(|_| CryptoError::Decrypt)?;
-            keys.insert(s.id, cipher(bytes));
-        }
+        Keyring::open_with(MasterKeys::unseal(root, None)?, sealed)
+    }
+
+    /// Unseals the stored data keys with the master keys the root opened.
+    pub fn open_with(master: MasterKeys, sealed: &[SealedKey]) -> Result<Keyring, CryptoError> {
+        let keys = unwrap_keys(&cipher(&master.kek), sealed)?;
         let active = *keys.keys().next_back().ok_or(CryptoError::UnknownKey(0))?;
         Ok(Keyring {
-            keys,
-            active,
-            mac_key: root.derive("mac"),
+            keys: RwLock::new(keys),
+            active: AtomicU32::new(active),
+            master,
         })
     }
 
+    /// Takes the stored set of data keys as it is now: keys added by a rotation become usable
+    /// (the newest seals from now on), retired ones are forgotten. Returns whether anything changed.
+    pub fn refresh(&self, sealed: &[SealedKey]) -> Result<bool, CryptoError> {
+        let current = self.key_ids();
+        let stored: Vec<u32> = sealed.iter().map(|s| s.id).collect();
+        if current == stored || sealed.is_empty() {
+            return Ok(false);
+        }
+        let fresh: Vec<SealedKey> = sealed
+            .iter()
+            .filter(|s| !current.contains(&s.id))
+            .cloned()
+            .collect();
+        let added = unwrap_keys(&cipher(&self.master.kek), &fresh)?;
+        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        keys.extend(added);
+        keys.retain(|id, _| stored.contains(id));
+        if let Some(newest) = keys.keys().next_back() {
+            self.active.store(*newest, Ordering::SeqCst);
+        }
+        Ok(true)
+    }
+
+    /// A new data key with the given id, wrapped like the others (what a rotation stores).
+    pub fn wrap_new_data_key(&self, id: u32) -> SealedKey {
+        self.master.wrap_new_data_key(id)
+    }
+
+    /// The master keys (for a rekey, or a backup sealed under a passphrase).
+    pub fn master(&self) -> MasterKeys {
+        self.master.clone_keys()
+    }
+
+    /// The ids of the data keys held, ascending.
+    pub fn key_ids(&self) -> Vec<u32> {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys.keys().copied().collect()
+    }
+
     pub fn active_key_id(&self) -> u32 {
-        self.active
+        self.active.load(Ordering::SeqCst)
     }
 
     /// Seals `plaintext`; `aad` names where it belongs (vault, secret, version…).
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        seal_with(&self.keys[&self.active], self.active, aad, plaintext)
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        let active = self.active_key_id();
+        let key = keys
+            .get(&active)
+            .expect("the active data key is always in the keyring");
+        seal_with(key, active, aad, plaintext)
     }
 
     /// Opens what [`Keyring::seal`] produced with the same `aad`.
@@ -86,17 +225,24 @@ impl Keyring {
         aad: &[u8],
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        if sealed.len() < HEADER_LEN || sealed[0] != FORMAT_V1 {
-            return Err(CryptoError::Decrypt);
-        }
-        let id = u32::from_be_bytes(sealed[1..5].try_into().expect("4 bytes"));
-        let key = self.keys.get(&id).ok_or(CryptoError::UnknownKey(id))?;
+        let id = sealed_key_id(sealed).ok_or(CryptoError::Decrypt)?;
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        let key = keys.get(&id).ok_or(CryptoError::UnknownKey(id))?;
         open_with(key, aad, sealed)
+    }
+
+    /// Re-encrypts `sealed` under the active key; None if it already is.
+    pub fn reseal(&self, aad: &[u8], sealed: &[u8]) -> Result<Option<Vec<u8>>, CryptoError> {
+        if sealed_key_id(sealed) == Some(self.active_key_id()) {
+            return Ok(None);
+        }
+        let plain = self.open_sealed(aad, sealed)?;
+        Ok(Some(self.seal(aad, &plain)))
     }
 
     /// A keyed hash for lookups of high-entropy secrets (client secrets); `label` separates uses.
     pub fn mac(&self, label: &str, data: &[u8]) -> [u8; 32] {
-        let key = crate::hmac_sha256(self.mac_key.as_ref(), label.as_bytes());
+        let key = crate::hmac_sha256(self.master.mac.as_ref(), label.as_bytes());
         crate::hmac_sha256(&key, data)
     }
 }
@@ -194,6 +340,41 @@ mod tests {
         assert_eq!(ring.open_sealed(b"x", &old).unwrap().as_slice(), b"old");
         let new = ring.seal(b"x", b"new");
         assert_eq!(&new[1..5], &2u32.to_be_bytes());
+    }
+
+    #[test]
+    fn refresh_adopts_a_rotation_and_forgets_retired_keys() {
+        let r = root(b"a");
+        let k1 = Keyring::new_data_key(&r, 1);
+        let ring = Keyring::open(&r, std::slice::from_ref(&k1)).unwrap();
+        let old = ring.seal(b"x", b"v");
+        let k2 = ring.wrap_new_data_key(2);
+        assert!(ring.refresh(&[k1, k2.clone()]).unwrap());
+        assert_eq!(ring.active_key_id(), 2);
+        let new = ring.reseal(b"x", &old).unwrap().unwrap();
+        assert_eq!(sealed_key_id(&new), Some(2));
+        assert!(ring.reseal(b"x", &new).unwrap().is_none());
+        assert!(ring.refresh(std::slice::from_ref(&k2)).unwrap());
+        assert_eq!(ring.key_ids(), vec![2]);
+        assert!(matches!(
+            ring.open_sealed(b"x", &old),
+            Err(CryptoError::UnknownKey(1))
+        ));
+        assert_eq!(ring.open_sealed(b"x", &new).unwrap().as_slice(), b"v");
+    }
+
+    #[test]
+    fn a_rekeyed_master_opens_only_under_the_new_root() {
+        let (old, new) = (root(b"a"), root(b"b"));
+        let k1 = Keyring::new_data_key(&old, 1);
+        let ring = Keyring::open(&old, std::slice::from_ref(&k1)).unwrap();
+        let sealed = ring.seal(b"x", b"v");
+        let stored = ring.master().seal_under(&new);
+        assert!(MasterKeys::unseal(&old, Some(&stored)).is_err());
+        let master = MasterKeys::unseal(&new, Some(&stored)).unwrap();
+        let again = Keyring::open_with(master, &[k1]).unwrap();
+        assert_eq!(again.open_sealed(b"x", &sealed).unwrap().as_slice(), b"v");
+        assert_eq!(again.mac("l", b"d"), ring.mac("l", b"d"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod keyring;
 mod passphrase;
 mod root;
 
-pub use keyring::{Keyring, SealedKey};
+pub use keyring::{Keyring, MasterKeys, SealedKey, sealed_key_id};
 pub use passphrase::{KdfParams, PassphraseKey};
 pub use root::RootKey;
 

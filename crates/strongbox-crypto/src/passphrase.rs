@@ -61,6 +61,14 @@ impl PassphraseKey {
         Ok(PassphraseKey(XChaCha20Poly1305::new(key.into())))
     }
 
+    /// A key for files sealed under the root key rather than a passphrase (server backups);
+    /// `label` keeps it apart from every other key the root gives.
+    pub fn from_root(root: &crate::RootKey, label: &str) -> PassphraseKey {
+        let key = root.derive(label);
+        let key: &[u8; 32] = &key;
+        PassphraseKey(XChaCha20Poly1305::new(key.into()))
+    }
+
     /// A random nonce, then the ciphertext with its tag.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let nonce = crate::random_bytes::<NONCE_LEN>();

@@ -18,38 +18,55 @@ impl std::fmt::Debug for RootKey {
 const ARGON2_MEMORY_KIB: u32 = 19 * 1024;
 const ARGON2_PASSES: u32 = 2;
 
+fn key_file_error(path: &Path, reason: String) -> CryptoError {
+    CryptoError::KeyFile {
+        path: path.display().to_string(),
+        reason,
+    }
+}
+
 impl RootKey {
     /// Reads the key file, or creates it (mode 0600, 32 random bytes as hex) if it is absent.
     pub fn load_or_create_file(path: &Path) -> Result<RootKey, CryptoError> {
-        let err = |reason: String| CryptoError::KeyFile {
-            path: path.display().to_string(),
-            reason,
-        };
         match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let bytes =
-                    Zeroizing::new(hex::decode(text.trim()).map_err(|_| err("not hex".into()))?);
-                let key: [u8; 32] = bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| err("must hold 32 bytes".into()))?;
-                Ok(RootKey(Zeroizing::new(key)))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = Zeroizing::new(crate::random_bytes::<32>());
-                let hex_key = Zeroizing::new(hex::encode(*key));
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(path).map_err(|e| err(e.to_string()))?;
-                file.write_all(hex_key.as_bytes())
-                    .map_err(|e| err(e.to_string()))?;
-                file.sync_all().map_err(|e| err(e.to_string()))?;
-                Ok(RootKey(key))
-            }
-            Err(e) => Err(err(e.to_string())),
+            Ok(text) => RootKey::parse(path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => RootKey::create_file(path),
+            Err(e) => Err(key_file_error(path, e.to_string())),
         }
+    }
+
+    /// Reads an existing key file (never creates one).
+    pub fn load_file(path: &Path) -> Result<RootKey, CryptoError> {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|e| key_file_error(path, e.to_string()))?,
+        );
+        RootKey::parse(path, &text)
+    }
+
+    /// Creates a new key file (mode 0600, 32 random bytes as hex, synced); fails if it exists.
+    pub fn create_file(path: &Path) -> Result<RootKey, CryptoError> {
+        let err = |e: std::io::Error| key_file_error(path, e.to_string());
+        let key = Zeroizing::new(crate::random_bytes::<32>());
+        let hex_key = Zeroizing::new(hex::encode(*key));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(err)?;
+        file.write_all(hex_key.as_bytes()).map_err(err)?;
+        file.sync_all().map_err(err)?;
+        Ok(RootKey(key))
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<RootKey, CryptoError> {
+        let bytes = Zeroizing::new(
+            hex::decode(text.trim()).map_err(|_| key_file_error(path, "not hex".into()))?,
+        );
+        let key: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| key_file_error(path, "must hold 32 bytes".into()))?;
+        Ok(RootKey(Zeroizing::new(key)))
     }
 
     /// Derives the root from a passphrase with Argon2id; the salt is stored beside the data.

@@ -39,7 +39,8 @@ pub struct PageRequest {
     pub skip_token: Option<String>,
 }
 
-fn value_aad(vault_id: &str, name: &str, version: &str) -> Vec<u8> {
+/// What a version's sealed value is bound to (also used when a rotation reseals it).
+pub fn value_aad(vault_id: &str, name: &str, version: &str) -> Vec<u8> {
     format!("strongbox secret v1\0{vault_id}\0{name}\0{version}").into_bytes()
 }
 

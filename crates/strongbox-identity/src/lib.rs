@@ -15,4 +15,4 @@ pub use assertion::JWT_BEARER;
 pub use principals::{
     NewServicePrincipal, add_client_secret, create_service_principal, create_tenant,
 };
-pub use tokens::{AuthError, OAuthFailure, Plane, TokenService};
+pub use tokens::{AuthError, OAuthFailure, Plane, TokenService, signing_aad};

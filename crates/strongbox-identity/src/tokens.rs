@@ -101,7 +101,8 @@ pub struct TokenService {
     cache: Mutex<HashMap<String, (Caller, i64, String)>>,
 }
 
-fn signing_aad(kid: &str) -> Vec<u8> {
+/// What a signing key's sealed private key is bound to (also used when a rotation reseals it).
+pub fn signing_aad(kid: &str) -> Vec<u8> {
     format!("strongbox signing-key {kid}").into_bytes()
 }
 

@@ -6,6 +6,7 @@ pub mod audit_files;
 mod audit_sink;
 mod bootstrap;
 mod hardening;
+pub mod keys;
 mod tls;
 
 pub use bootstrap::DevCredentials;
@@ -23,7 +24,7 @@ use strongbox_domain::audit::AuditWriter;
 use strongbox_domain::secrets::SecretService;
 use strongbox_domain::{Clock, SystemClock};
 use strongbox_identity::TokenService;
-use strongbox_store::{Store, StoreError};
+use strongbox_store::Store;
 
 /// Default DNS suffix of vault hosts: `{vault}.vault.localhost`.
 pub const DEFAULT_DNS_SUFFIX: &str = "vault.localhost";
@@ -64,6 +65,8 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// The CA clients and devices should trust (default: the chain file).
     pub tls_ca: Option<PathBuf>,
+    /// Testing: a pause after each page a data key rotation re-encrypts (to crash it midway).
+    pub reencrypt_pause: Duration,
 }
 
 /// The metrics listener's default: loopback, the port Prometheus exporters commonly use.
@@ -89,6 +92,7 @@ impl Config {
             tls_cert: None,
             tls_key: None,
             tls_ca: None,
+            reencrypt_pause: Duration::ZERO,
         }
     }
 
@@ -125,11 +129,11 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// The root key from the passphrase (salt kept in the store) or the key file.
-async fn root_key(config: &Config, store: &dyn Store) -> anyhow::Result<RootKey> {
+pub async fn root_key(config: &Config, store: &dyn Store) -> anyhow::Result<RootKey> {
     match &config.passphrase {
         Some(p) => {
             let salt = store
-                .put_meta_if_absent("root_salt", &strongbox_crypto::random_bytes::<16>())
+                .put_meta_if_absent(keys::SALT_META, &strongbox_crypto::random_bytes::<16>())
                 .await?;
             let p = SecretString::from(p.expose_secret().to_string());
             Ok(tokio::task::spawn_blocking(move || {
@@ -147,37 +151,6 @@ async fn root_key(config: &Config, store: &dyn Store) -> anyhow::Result<RootKey>
     }
 }
 
-/// Unseals the keyring, creating the first data key on a new store.
-async fn keyring(store: &dyn Store, root: &RootKey) -> anyhow::Result<Keyring> {
-    if store.list_data_keys().await?.is_empty() {
-        let k = Keyring::new_data_key(root, 1);
-        match store
-            .insert_data_key(strongbox_store::DataKeyRow {
-                id: k.id,
-                wrapped: k.wrapped,
-            })
-            .await
-        {
-            Ok(()) | Err(StoreError::Conflict) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let sealed: Vec<_> = store
-        .list_data_keys()
-        .await?
-        .into_iter()
-        .map(|r| strongbox_crypto::SealedKey {
-            id: r.id,
-            wrapped: r.wrapped,
-        })
-        .collect();
-    Keyring::open(root, &sealed).map_err(|_| {
-        anyhow::anyhow!(
-            "the root key does not open this store's data keys (wrong key file or passphrase?)"
-        )
-    })
-}
-
 /// The store and unsealed keyring, for offline admin commands.
 pub async fn open_context(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Arc<Keyring>)> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -193,7 +166,7 @@ pub async fn open_context(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Ar
     }
     let store = open_store(&config.store_url()).await?;
     let root = root_key(config, &*store).await?;
-    let keyring = Arc::new(keyring(&*store, &root).await?);
+    let keyring = Arc::new(keys::open_keyring(&*store, &root).await?);
     Ok((store, keyring))
 }
 
@@ -337,6 +310,12 @@ pub async fn start(
         .canonicalize()
         .context("resolving the storage root")?;
     let audit_sink = audit_sink::spawn(store.clone(), clock.clone(), config.audit_sink_interval);
+    let key_upkeep = keys::spawn_upkeep(
+        store.clone(),
+        keyring.clone(),
+        clock.clone(),
+        config.reencrypt_pause,
+    );
     let state = Arc::new(strongbox_api::AppState {
         store: store.clone(),
         secrets: secrets.clone(),
@@ -408,7 +387,7 @@ pub async fn start(
             .await
     });
     tracing::info!(%addr, store = store.backend(), "strongbox listening");
-    let mut background = vec![sweeper, audit_sink, reloader];
+    let mut background = vec![sweeper, audit_sink, key_upkeep, reloader];
     let metrics_addr = metrics_listener.map(|(at, task)| {
         background.push(task);
         at

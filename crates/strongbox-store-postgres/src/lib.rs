@@ -8,6 +8,8 @@ mod device_health;
 mod devices;
 mod identities;
 mod insights;
+mod keys;
+mod snapshot;
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -209,6 +211,7 @@ async fn insert_version(
     v: &VersionRow,
     seq: i64,
 ) -> Result<(), sqlx::Error> {
+    keys::ensure_key_live(tx, &v.sealed_value).await?;
     sqlx::query(
         "INSERT INTO secret_versions (vault_id, name, version, seq, sealed_value, content_type, tags_json, \
          enabled, nbf, exp, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",

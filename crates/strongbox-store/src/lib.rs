@@ -12,6 +12,7 @@ mod device_health;
 mod devices;
 mod identities;
 pub mod insights;
+mod keys;
 mod locks;
 mod rows;
 mod vault_arm;
@@ -21,6 +22,7 @@ pub use device_health::*;
 pub use devices::*;
 pub use identities::*;
 pub use insights::InsightsStore;
+pub use keys::*;
 pub use locks::*;
 pub use rows::*;
 pub use vault_arm::*;
@@ -121,6 +123,7 @@ pub trait Store:
     + DeviceStore
     + DeviceHealthStore
     + ChangeStore
+    + KeyStore
     + Send
     + Sync
     + 'static

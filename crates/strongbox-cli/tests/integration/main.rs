@@ -29,6 +29,7 @@ mod identities;
 mod management;
 mod metrics;
 mod mgmt_insights;
+mod operations;
 mod postgres;
 mod rbac_matrix;
 mod rust_sdk;
