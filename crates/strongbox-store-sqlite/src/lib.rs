@@ -8,6 +8,7 @@ mod device_health;
 mod devices;
 mod identities;
 mod insights;
+mod users;
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -52,6 +53,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "device health",
         include_str!("../migrations/0008_device_health.sql"),
     ),
+    (9, "users", include_str!("../migrations/0009_users.sql")),
 ];
 
 fn backend(e: sqlx::Error) -> StoreError {

@@ -10,6 +10,7 @@ mod device_health;
 mod devices;
 mod identities;
 mod insights;
+mod users;
 
 /// Runs every check; panics with the failing check's message.
 pub async fn run_all(store: Arc<dyn Store>) {
@@ -27,6 +28,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     insights::insights_and_delivery(&*store).await;
     devices::devices_operations_and_enrollments(&*store).await;
     device_health::reports_and_alert_history(&*store).await;
+    users::users_grants_and_refresh_families(&*store).await;
     // Last: it prunes changes store-wide.
     changes::change_feed(store.clone()).await;
 }

@@ -14,6 +14,7 @@ mod identities;
 pub mod insights;
 mod locks;
 mod rows;
+mod users;
 mod vault_arm;
 
 pub use changes::*;
@@ -23,6 +24,7 @@ pub use identities::*;
 pub use insights::InsightsStore;
 pub use locks::*;
 pub use rows::*;
+pub use users::*;
 pub use vault_arm::*;
 
 use async_trait::async_trait;
@@ -80,6 +82,7 @@ pub trait Store:
     + DeviceStore
     + DeviceHealthStore
     + ChangeStore
+    + UserStore
     + Send
     + Sync
     + 'static
