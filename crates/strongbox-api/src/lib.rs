@@ -6,6 +6,7 @@ mod data_plane;
 mod errors;
 pub mod management;
 mod msi;
+mod signin_pages;
 mod token_routes;
 
 use axum::Router;
@@ -75,6 +76,7 @@ pub struct AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(token_routes::routes())
+        .merge(signin_pages::routes())
         .merge(management::routes())
         .merge(msi::routes())
         .fallback(data_plane::handle)
@@ -111,10 +113,12 @@ async fn add_service_headers(
         HeaderName::from_static("x-ms-keyvault-service-version"),
         HeaderValue::from_static(concat!("strongbox/", env!("CARGO_PKG_VERSION"))),
     );
-    headers.insert(
-        axum::http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache"),
-    );
+    if !headers.contains_key(axum::http::header::CACHE_CONTROL) {
+        headers.insert(
+            axum::http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        );
+    }
     response
 }
 

@@ -22,6 +22,36 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/{tenant}/discovery/v2.0/keys", get(jwks))
         .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route("/{tenant}/oauth2/v2.0/devicecode", post(devicecode))
+}
+
+fn parse_form(body: &Bytes) -> Result<HashMap<String, String>, Response> {
+    serde_urlencoded::from_bytes::<HashMap<String, String>>(body).map_err(|_| {
+        oauth_error(
+            400,
+            "invalid_request",
+            "AADSTS900144: The request body must be form-encoded.".into(),
+        )
+    })
+}
+
+/// `POST /{tenant}/oauth2/v2.0/devicecode` (RFC 8628 §3.1).
+async fn devicecode(
+    State(app): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = known_tenant(&app, &tenant).await {
+        return r;
+    }
+    let form = match parse_form(&body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match app.tokens.device_authorization(&tenant, &form).await {
+        Ok(d) => Json(d).into_response(),
+        Err(f) => oauth_error(f.status, &f.body.error, f.body.error_description),
+    }
 }
 
 async fn health(State(app): State<Arc<AppState>>) -> Response {
@@ -97,16 +127,18 @@ async fn jwks(State(app): State<Arc<AppState>>, Path(tenant): Path<String>) -> R
 async fn token(
     State(app): State<Arc<AppState>>,
     Path(tenant): Path<String>,
+    visitor: crate::signin_pages::Visitor,
     body: Bytes,
 ) -> Response {
-    let Ok(form) = serde_urlencoded::from_bytes::<HashMap<String, String>>(&body) else {
-        return oauth_error(
-            400,
-            "invalid_request",
-            "AADSTS900144: The request body must be form-encoded.".into(),
-        );
+    let form = match parse_form(&body) {
+        Ok(f) => f,
+        Err(r) => return r,
     };
-    match app.tokens.token(&tenant, &form).await {
+    match app
+        .tokens
+        .token_grant(&tenant, &form, &visitor.context(""))
+        .await
+    {
         Ok(t) => Json(t).into_response(),
         Err(f) => oauth_error(f.status, &f.body.error, f.body.error_description),
     }
