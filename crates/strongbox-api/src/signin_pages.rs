@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use strongbox_identity::interactive::{
-    AuthorizeError, DeviceEntry, PendingFlow, SESSION_ABSOLUTE_SECS, SigninStep,
+    AuthorizeError, ClientReturn, DeviceEntry, PendingFlow, SESSION_ABSOLUTE_SECS, SigninStep,
 };
 use strongbox_identity::signin::SigninContext;
 
@@ -33,6 +33,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/login", post(login))
         .route("/login/mfa", post(login_mfa))
         .route("/static/strongbox.css", get(stylesheet))
+        .route("/static/form-post.js", get(form_post_script))
 }
 
 fn templates() -> &'static minijinja::Environment<'static> {
@@ -56,6 +57,10 @@ fn templates() -> &'static minijinja::Environment<'static> {
             (
                 "message.html",
                 include_str!("../templates/signin/message.html"),
+            ),
+            (
+                "form_post.html",
+                include_str!("../templates/signin/form_post.html"),
             ),
         ] {
             if let Err(e) = env.add_template(name, source) {
@@ -130,6 +135,8 @@ struct Page {
     values: Vec<(&'static str, minijinja::Value)>,
     set_cookies: Vec<String>,
     form_targets: Vec<String>,
+    /// Whether the page loads our own script (only the form_post page does).
+    script: bool,
 }
 
 impl Page {
@@ -141,6 +148,7 @@ impl Page {
             values,
             set_cookies: vec![],
             form_targets: vec![],
+            script: false,
         }
     }
 
@@ -171,7 +179,9 @@ impl Page {
     }
 
     fn render(self) -> Response {
-        let values = minijinja::Value::from_iter(self.values);
+        let values: std::collections::BTreeMap<&str, minijinja::Value> =
+            self.values.into_iter().collect();
+        let values = minijinja::Value::from(values);
         let body = templates()
             .get_template(self.template)
             .and_then(|t| t.render(values));
@@ -186,9 +196,14 @@ impl Page {
             .chain(self.form_targets)
             .collect::<Vec<_>>()
             .join(" ");
+        let script = if self.script {
+            "script-src 'self'; "
+        } else {
+            ""
+        };
         let csp = format!(
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
-             frame-ancestors 'none'; base-uri 'none'"
+            "default-src 'none'; {script}style-src 'self'; img-src 'self'; \
+             form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
         );
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
@@ -438,12 +453,27 @@ async fn device_code(State(app): State<Arc<AppState>>, visitor: Visitor, body: B
 }
 
 /// Where a finished sign-in goes: back to the client (authorization flow) or a confirmation.
-fn finished(redirect_to: Option<String>, session: String) -> Response {
+fn finished(back: Option<ClientReturn>, session: String) -> Response {
     let cookie = format!(
         "{SESSION_COOKIE}={session}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={SESSION_ABSOLUTE_SECS}"
     );
-    match redirect_to {
-        Some(location) => redirect(&location, vec![cookie]),
+    match back {
+        Some(ClientReturn::Redirect(location)) => redirect(&location, vec![cookie]),
+        Some(ClientReturn::FormPost { action, fields }) => {
+            // A form the browser posts to the client's listener: submitted by our own script,
+            // or by the button when scripts are off.
+            let fields: Vec<minijinja::Value> = fields
+                .into_iter()
+                .map(|(k, v)| minijinja::Value::from(vec![k, v]))
+                .collect();
+            let mut page = Page::new("form_post.html", "Returning to your application")
+                .with("action", action.clone())
+                .with("fields", fields);
+            page.form_targets.extend(origin(&action));
+            page.script = true;
+            page.set_cookies.push(cookie);
+            page.render()
+        }
         None => {
             let mut page = Page::new("message.html", "You are signed in")
                 .with("success", true)
@@ -478,7 +508,7 @@ async fn step_response(
         SigninStep::Gone => gone(),
         SigninStep::Done(done) => {
             end_previous_session(app, visitor).await;
-            finished(done.redirect, done.session)
+            finished(done.back, done.session)
         }
         SigninStep::SecondFactor { upn } => mfa_page(app, visitor, handle, &upn, None).await,
         SigninStep::Refused(refusal) => {
@@ -614,12 +644,23 @@ async fn logout(State(app): State<Arc<AppState>>, visitor: Visitor) -> Response 
 }
 
 async fn stylesheet() -> Response {
-    let mut response = include_str!("../static/strongbox.css").into_response();
+    static_file(
+        include_str!("../static/strongbox.css"),
+        "text/css; charset=utf-8",
+    )
+}
+
+async fn form_post_script() -> Response {
+    static_file(
+        include_str!("../static/form-post.js"),
+        "text/javascript; charset=utf-8",
+    )
+}
+
+fn static_file(body: &'static str, content_type: &'static str) -> Response {
+    let mut response = body.into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=3600"),

@@ -51,6 +51,18 @@ pub struct AuthorizeRequest {
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub code_challenge: String,
+    /// `query` (a redirect) or `form_post` (azure-identity's choice: a form the browser posts).
+    pub response_mode: String,
+}
+
+/// How the browser goes back to the client with the code.
+#[derive(Debug)]
+pub enum ClientReturn {
+    Redirect(String),
+    FormPost {
+        action: String,
+        fields: Vec<(String, String)>,
+    },
 }
 
 /// What a pending sign-in completes.
@@ -105,7 +117,7 @@ pub enum SigninStep {
 pub struct Completion {
     pub user: UserRow,
     /// The authorization flow's way back to the client (with `code` and `state`).
-    pub redirect: Option<String>,
+    pub back: Option<ClientReturn>,
     /// A new web session's handle, for the cookie.
     pub session: String,
 }
@@ -666,10 +678,11 @@ impl TokenService {
                 "AADSTS70005: Only response_type=code is supported.",
             ));
         }
-        if field(query, "response_mode").is_some_and(|m| m != "query") {
+        let response_mode = field(query, "response_mode").unwrap_or("query");
+        if !matches!(response_mode, "query" | "form_post") {
             return Err(back(
                 "invalid_request",
-                "AADSTS900352: Only response_mode=query is supported.",
+                "AADSTS900352: response_mode must be query or form_post.",
             ));
         }
         let challenge = field(query, "code_challenge").unwrap_or("");
@@ -711,6 +724,7 @@ impl TokenService {
             state,
             nonce,
             code_challenge: challenge.to_string(),
+            response_mode: response_mode.to_string(),
         })
     }
 
@@ -1075,7 +1089,7 @@ impl TokenService {
             amr,
             auth_time: now,
         };
-        let redirect = match flow {
+        let back = match flow {
             PendingFlow::Authorize(request) => {
                 let code = random_handle();
                 self.store
@@ -1100,7 +1114,17 @@ impl TokenService {
                 if let Some(s) = &request.state {
                     pairs.push(("state", s));
                 }
-                Some(with_query(&request.redirect_uri, &pairs))
+                Some(if request.response_mode == "form_post" {
+                    ClientReturn::FormPost {
+                        action: request.redirect_uri.clone(),
+                        fields: pairs
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                    }
+                } else {
+                    ClientReturn::Redirect(with_query(&request.redirect_uri, &pairs))
+                })
             }
             PendingFlow::Device { grant_id, .. } => {
                 let Some(device) = self.store.get_grant(&grant_id).await? else {
@@ -1129,7 +1153,7 @@ impl TokenService {
         self.log_signin(ctx, Some(&user), Ok(())).await;
         Ok(SigninStep::Done(Completion {
             user,
-            redirect,
+            back,
             session,
         }))
     }
