@@ -208,7 +208,11 @@ def test_az_login_with_device_code_then_keyvault_secret_show(sb, browser, shots,
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but STRONGBOX_AZ is not set")
         pytest.skip("STRONGBOX_AZ is not set (scripts/test.sh installs the Azure CLI)")
-    upn, _, vault, name, value = new_user(sb, tmp_path)
+    # The dev user: Owner of the dev subscription (management with a delegated token) and every
+    # secret permission on vault dev.
+    upn, password = sb.creds["user"], sb.creds["password"]
+    vault, name, value = "dev", unique(), unique("value")
+    sb.client("dev").set_secret(name, value)
     config = tmp_path / "az"
     config.mkdir()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(config), "AZURE_CONFIG_DIR": str(config),
@@ -237,12 +241,13 @@ def test_az_login_with_device_code_then_keyvault_secret_show(sb, browser, shots,
         code = m.group(1) if m else None
     assert code, "".join(lines)
     enter_device_code(browser, sb, shots, "az", code)
-    sign_in(browser, shots, "az", upn, PASSWORD)
+    sign_in(browser, shots, "az", upn, password)
     WebDriverWait(browser, 30).until(lambda d: "You are signed in" in page_text(d))
     out, err = login.communicate(timeout=180)
     assert login.returncode == 0, err
     accounts = json.loads(out)
-    assert accounts and all(a["user"]["name"] == upn and a["user"]["type"] == "user" for a in accounts)
+    assert all(a["user"]["name"] == upn and a["user"]["type"] == "user" for a in accounts)
+    assert sb.creds["subscription_id"] in [a["id"] for a in accounts], accounts
     shown = json.loads(az("keyvault", "secret", "show", "--vault-name", vault, "--name", name, "-o", "json"))
     assert shown["value"] == value
 
@@ -424,3 +429,26 @@ def test_the_signin_log_holds_no_password_or_code(sb):
     assert PASSWORD not in text and "not the password" not in text and "wrong password!" not in text
     table = sb.cli("audit", "signins", "--from", "2d").stdout
     assert "Failure" in table and "Success" in table
+
+
+def test_a_web_session_continues_a_sign_in_until_sign_out(sb, browser, shots, tmp_path):
+    upn, *_ = new_user(sb, tmp_path)
+    code_from_browser(sb, browser, shots, "session", upn, "http://localhost:47117")
+    browser.get(f"{sb.authority}/devicelogin")  # back on our origin to read its cookies
+    cookie = next(c for c in browser.get_cookies() if c["name"] == "__Host-strongbox-session")
+    assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie["path"] == "/"
+    _, challenge = pkce()
+    browser.get(authorize_url(sb, challenge, "http://localhost:47117"))
+    button = wait_for(browser, "continue")
+    assert button.text == f"Continue as {upn}"
+    browser.save_screenshot(str(shots / "session-continue.png"))
+    button.click()
+    WebDriverWait(browser, 30).until(lambda d: d.current_url.startswith("http://localhost:47117"))
+    assert "code=" in browser.current_url
+    browser.get(f"{sb.authority}/organizations/oauth2/v2.0/logout")
+    assert "You have signed out" in page_text(browser)
+    browser.get(authorize_url(sb, challenge, "http://localhost:47117"))
+    wait_for(browser, "username")
+    assert not browser.find_elements(By.ID, "continue")
+    log = [r for r in signins(sb) if r["userPrincipalName"] == upn]
+    assert [r["flow"] for r in log] == ["authorization_code", "authorization_code+session"]

@@ -188,7 +188,7 @@ async fn the_token_endpoint_refuses_what_it_should() {
         "unsupported_grant_type"
     );
     let mut f = good.clone();
-    f.insert("scope".into(), "https://vault.azure.net/.default".into());
+    f.insert("scope".into(), "https://storage.azure.com/.default".into());
     assert_eq!(refused(f, &tenant.id).await.body.error, "invalid_scope");
     let mut f = good.clone();
     f.insert("client_secret".into(), "wrong".into());

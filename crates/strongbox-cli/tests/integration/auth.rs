@@ -142,7 +142,7 @@ async fn forged_and_foreign_tokens_get_401_with_a_challenge() {
                 "client_secret",
                 server.creds["client_secret"].as_str().unwrap(),
             ),
-            ("scope", "https://vault.azure.net/.default"),
+            ("scope", "https://storage.azure.com/.default"),
         ])
         .send()
         .await
