@@ -25,14 +25,16 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/{tenant}/oauth2/v2.0/devicecode", post(devicecode))
 }
 
-fn parse_form(body: &Bytes) -> Result<HashMap<String, String>, Response> {
-    serde_urlencoded::from_bytes::<HashMap<String, String>>(body).map_err(|_| {
-        oauth_error(
-            400,
-            "invalid_request",
-            "AADSTS900144: The request body must be form-encoded.".into(),
-        )
-    })
+fn parse_form(body: &Bytes) -> Option<HashMap<String, String>> {
+    serde_urlencoded::from_bytes::<HashMap<String, String>>(body).ok()
+}
+
+fn not_a_form() -> Response {
+    oauth_error(
+        400,
+        "invalid_request",
+        "AADSTS900144: The request body must be form-encoded.".into(),
+    )
 }
 
 /// `POST /{tenant}/oauth2/v2.0/devicecode` (RFC 8628 §3.1).
@@ -44,9 +46,8 @@ async fn devicecode(
     if let Err(r) = known_tenant(&app, &tenant).await {
         return r;
     }
-    let form = match parse_form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
+    let Some(form) = parse_form(&body) else {
+        return not_a_form();
     };
     match app.tokens.device_authorization(&tenant, &form).await {
         Ok(d) => Json(d).into_response(),
@@ -130,9 +131,8 @@ async fn token(
     visitor: crate::signin_pages::Visitor,
     body: Bytes,
 ) -> Response {
-    let form = match parse_form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
+    let Some(form) = parse_form(&body) else {
+        return not_a_form();
     };
     match app
         .tokens

@@ -110,7 +110,7 @@ pub enum SigninStep {
     SecondFactor {
         upn: String,
     },
-    Done(Completion),
+    Done(Box<Completion>),
 }
 
 #[derive(Debug)]
@@ -1151,11 +1151,11 @@ impl TokenService {
         };
         let session = self.create_session(&user, &auth).await?;
         self.log_signin(ctx, Some(&user), Ok(())).await;
-        Ok(SigninStep::Done(Completion {
+        Ok(SigninStep::Done(Box::new(Completion {
             user,
             back,
             session,
-        }))
+        })))
     }
 
     // --- web sessions
