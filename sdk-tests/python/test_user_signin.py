@@ -452,3 +452,55 @@ def test_a_web_session_continues_a_sign_in_until_sign_out(sb, browser, shots, tm
     assert not browser.find_elements(By.ID, "continue")
     log = [r for r in signins(sb) if r["userPrincipalName"] == upn]
     assert [r["flow"] for r in log] == ["authorization_code", "authorization_code+session"]
+
+
+def test_recovery_codes_work_once_and_the_tenant_can_require_mfa(sb, browser, shots, tmp_path):
+    upn = f"{unique('u')}@contoso.example"
+    pw = tmp_path / "pw"
+    pw.write_text(PASSWORD)
+    sb.cli("user", "create", "--upn", upn, "--password-file", str(pw))
+    shown = sb.cli("user", "mfa", "enroll", "--user", upn).stdout
+    assert "otpauth://totp/Strongbox:" in shown
+    assert "▀" in shown or "▄" in shown, "a QR code on the terminal"
+    recovery = re.findall(r"^  ([A-Z0-9]{5}-[A-Z0-9]{5})$", shown, re.M)
+    assert len(recovery) == 10
+    _, challenge = pkce()
+    browser.get(authorize_url(sb, challenge, "http://localhost:47118"))
+    sign_in(browser, shots, "recovery", upn, PASSWORD, recovery[0].lower())
+    WebDriverWait(browser, 30).until(lambda d: d.current_url.startswith("http://localhost:47118"))
+    assert json.loads(sb.cli("user", "show", "--user", upn, "-o", "json").stdout)["recoveryCodesLeft"] == 9
+    browser.get(f"{sb.authority}/organizations/oauth2/v2.0/logout")
+    browser.get(authorize_url(sb, challenge, "http://localhost:47118"))
+    sign_in(browser, shots, "recovery-again", upn, PASSWORD, recovery[0])
+    assert "The code is wrong" in wait_for(browser, "error-title").find_element(By.XPATH, "..").text
+
+    plain, *_ = new_user(sb, tmp_path)
+    sb.cli("user", "mfa", "require", "--required", "true")
+    try:
+        browser.get(authorize_url(sb, challenge, "http://localhost:47118"))
+        sign_in(browser, shots, "mfa-required", plain, PASSWORD)
+        wait_for(browser, "error-title")
+        assert "requires a second factor" in page_text(browser)
+    finally:
+        sb.cli("user", "mfa", "require", "--required", "false")
+    assert (plain, "MfaRequiredNotEnrolled") in {(r["userPrincipalName"], r["reason"]) for r in signins(sb)}
+
+
+def test_revoke_sessions_and_password_reset_end_refresh_tokens(sb, browser, shots, tmp_path):
+    upn, *_ = new_user(sb, tmp_path)
+    for end in (("user", "revoke-sessions", "--user", upn), ("user", "reset-password", "--user", upn)):
+        browser.get(f"{sb.authority}/organizations/oauth2/v2.0/logout")
+        code, verifier = code_from_browser(sb, browser, shots, "revoke", upn, "http://localhost:47119")
+        first = token(sb, grant_type="authorization_code", code=code, redirect_uri="http://localhost:47119",
+                      code_verifier=verifier, scope="https://vault.azure.net/.default offline_access")
+        assert first.status_code == 200, first.text
+        if end[1] == "reset-password":
+            pw = tmp_path / "new-pw"
+            pw.write_text(PASSWORD)
+            sb.cli(*end, "--password-file", str(pw))
+        else:
+            sb.cli(*end)
+        refused = token(sb, grant_type="refresh_token", refresh_token=first.json()["refresh_token"],
+                        scope="https://vault.azure.net/.default")
+        assert refused.status_code == 400 and "revoked" in refused.json()["error_description"], refused.text
+    assert (upn, "RefreshTokenRevoked") in {(r["userPrincipalName"], r["reason"]) for r in signins(sb)}
