@@ -56,6 +56,11 @@ if [ -z "${KUBECONFIG:-}" ]; then
 fi
 
 log "Python SDK tests"
+# The sign-in tests drive Debian's headless Chromium through its chromedriver.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
+  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver >/dev/null; fi
+fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

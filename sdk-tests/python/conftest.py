@@ -165,12 +165,12 @@ def _healthy(port: int, ca_cert: str) -> bool:
         return False
 
 
-def _start(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen, int, dict]:
+def _start(data_dir: Path, log_path: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, int, dict]:
     port = _free_port()
     log = open(log_path, "ab")
     proc = subprocess.Popen(
         [STRONGBOX_BIN, "server", "--dev", "--data-dir", str(data_dir),
-         "--listen", f"127.0.0.1:{port}"],
+         "--listen", f"127.0.0.1:{port}", *extra],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

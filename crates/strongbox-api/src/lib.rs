@@ -7,6 +7,7 @@ mod errors;
 pub mod management;
 pub mod metrics;
 mod msi;
+mod signin_pages;
 mod throttle;
 mod token_routes;
 
@@ -83,6 +84,7 @@ pub struct AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(token_routes::routes())
+        .merge(signin_pages::routes())
         .merge(management::routes())
         .merge(msi::routes())
         .fallback(data_plane::handle)
@@ -123,10 +125,12 @@ async fn add_service_headers(
         HeaderName::from_static("x-ms-keyvault-service-version"),
         HeaderValue::from_static(concat!("strongbox/", env!("CARGO_PKG_VERSION"))),
     );
-    headers.insert(
-        axum::http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache"),
-    );
+    if !headers.contains_key(axum::http::header::CACHE_CONTROL) {
+        headers.insert(
+            axum::http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        );
+    }
     response
 }
 

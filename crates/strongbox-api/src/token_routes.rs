@@ -24,6 +24,37 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/{tenant}/discovery/v2.0/keys", get(jwks))
         .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route("/{tenant}/oauth2/v2.0/devicecode", post(devicecode))
+}
+
+fn parse_form(body: &Bytes) -> Option<HashMap<String, String>> {
+    serde_urlencoded::from_bytes::<HashMap<String, String>>(body).ok()
+}
+
+fn not_a_form() -> Response {
+    oauth_error(
+        400,
+        "invalid_request",
+        "AADSTS900144: The request body must be form-encoded.".into(),
+    )
+}
+
+/// `POST /{tenant}/oauth2/v2.0/devicecode` (RFC 8628 §3.1).
+async fn devicecode(
+    State(app): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = known_tenant(&app, &tenant).await {
+        return r;
+    }
+    let Some(form) = parse_form(&body) else {
+        return not_a_form();
+    };
+    match app.tokens.device_authorization(&tenant, &form).await {
+        Ok(d) => Json(d).into_response(),
+        Err(f) => oauth_error(f.status, &f.body.error, f.body.error_description),
+    }
 }
 
 /// How long readiness waits for the store.
@@ -126,9 +157,10 @@ async fn token(
     State(app): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(tenant): Path<String>,
+    visitor: crate::signin_pages::Visitor,
     body: Bytes,
 ) -> Response {
-    let form = serde_urlencoded::from_bytes::<HashMap<String, String>>(&body).ok();
+    let form = parse_form(&body);
     let client_id = form.as_ref().and_then(|f| f.get("client_id"));
     if let Err(secs) = app.throttle.token(client_id.map(String::as_str), peer.ip()) {
         app.metrics
@@ -145,11 +177,7 @@ async fn token(
         return r;
     }
     let Some(form) = form else {
-        return oauth_error(
-            400,
-            "invalid_request",
-            "AADSTS900144: The request body must be form-encoded.".into(),
-        );
+        return not_a_form();
     };
     let grant = form
         .get("grant_type")
@@ -157,7 +185,11 @@ async fn token(
         .filter(|g| crate::metrics::GRANTS.contains(g))
         .unwrap_or("other")
         .to_string();
-    match app.tokens.token(&tenant, &form).await {
+    match app
+        .tokens
+        .token_grant(&tenant, &form, &visitor.context(""))
+        .await
+    {
         Ok(t) => {
             app.metrics
                 .tokens_issued

@@ -59,6 +59,23 @@ pub enum AuditCommand {
         #[arg(long)]
         interval: Option<String>,
     },
+    /// The sign-in log: every interactive sign-in and refused token request of people, with
+    /// result, reason, address and user agent (never a password or a code). Offline, on the store.
+    Signins {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// From (inclusive): RFC 3339, Unix seconds, or an age such as 15m, 2h, 7d (default 24h).
+        #[arg(long, default_value = "24h")]
+        from: String,
+        /// Only this user (principal name).
+        #[arg(long)]
+        user: Option<String>,
+        /// Success or Failure.
+        #[arg(long, value_parser = ["Success", "Failure"])]
+        result: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        max: i64,
+    },
     /// Check audit hash chains and report the first break (exit 1 if any chain is broken).
     Verify {
         #[command(flatten)]
@@ -104,8 +121,63 @@ fn record_cols() -> Vec<Col<'static>> {
     ]
 }
 
+fn signin_cols() -> Vec<Col<'static>> {
+    vec![
+        col("Time", &|v| s(v, "/time")),
+        col("User", &|v| s(v, "/userPrincipalName")),
+        col("Flow", &|v| s(v, "/flow")),
+        col("Result", &|v| s(v, "/result")),
+        col("Reason", &|v| s(v, "/reason")),
+        col("Address", &|v| s(v, "/ipAddress")),
+        col("Client", &|v| s(v, "/clientId")),
+    ]
+}
+
+async fn signins(
+    g: &Global,
+    store: StoreArgs,
+    from: &str,
+    user: Option<String>,
+    result: Option<String>,
+    max: i64,
+) -> anyhow::Result<ExitCode> {
+    let (s, _) = strongbox_server::open_context(&store.config()?).await?;
+    let since = time::OffsetDateTime::parse(
+        &context::parse_query_time(from, context::now_ms())?,
+        &time::format_description::well_known::Rfc3339,
+    )?
+    .unix_timestamp_nanos()
+        / 1_000_000;
+    let since = i64::try_from(since)?;
+    let user = user.map(|u| u.to_lowercase());
+    let items: Vec<Value> = s
+        .list_signins(since, max)
+        .await?
+        .into_iter()
+        .filter(|r| user.is_none() || r.upn == user)
+        .filter(|r| result.as_ref().is_none_or(|x| *x == r.result))
+        .map(|r| {
+            serde_json::json!({
+                "time": output::rfc3339(r.time_ms.div_euclid(1000)), "timeMs": r.time_ms,
+                "tenantId": r.tenant_id, "userId": r.user_id, "userPrincipalName": r.upn,
+                "clientId": r.client_id, "flow": r.flow, "result": r.result, "reason": r.reason,
+                "ipAddress": r.ip, "userAgent": r.user_agent,
+            })
+        })
+        .collect();
+    output::items(g.output, &signin_cols(), &items);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn run(g: &Global, command: AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
+        AuditCommand::Signins {
+            store,
+            from,
+            user,
+            result,
+            max,
+        } => signins(g, store, &from, user, result, max).await,
         AuditCommand::Verify { store, vault, dir } => match dir {
             Some(d) => verify_dir(g, &d),
             None => verify_store(store, vault).await,

@@ -31,6 +31,7 @@ mod secret_cmd;
 mod server_cmd;
 mod storage_cmd;
 mod transfer;
+mod user_cmd;
 mod vault_cmd;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -109,6 +110,11 @@ enum Command {
     Identity {
         #[command(subcommand)]
         command: identity_cmd::IdentityCommand,
+    },
+    /// People who sign in: users, passwords, second factor, sessions (offline, on the store).
+    User {
+        #[command(subcommand)]
+        command: user_cmd::UserCommand,
     },
     /// Role assignments, through the management API over HTTPS.
     Role {
@@ -202,6 +208,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Endpoint { command } => edge_cmd::endpoint(&g, command).await,
         Command::Policy { command } => policy_cmd::run(&g, command).await,
         Command::Identity { command } => identity_cmd::run(command).await,
+        Command::User { command } => user_cmd::run(&g, command).await,
         Command::Role { command } => role_cmd::run(&g, command).await,
         Command::Storage { command } => storage_cmd::run(&g, command).await,
         Command::Diagnostics { command } => diagnostics_cmd::run(&g, command).await,

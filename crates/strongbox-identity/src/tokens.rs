@@ -12,7 +12,7 @@ use strongbox_store::{PrincipalRow, SigningKeyRow, Store, StoreError};
 use strongbox_types::token::*;
 
 /// Lifetime of issued access tokens.
-const TOKEN_LIFETIME_SECS: i64 = 3600;
+pub(crate) const TOKEN_LIFETIME_SECS: i64 = 3600;
 
 /// Azure Key Vault's resource identifiers (public cloud, China, US Government), accepted as names
 /// of Strongbox's vaults: a token asked for one of them is a vault token.
@@ -99,6 +99,8 @@ pub struct TokenService {
     verify_keys: RwLock<HashMap<String, DecodingKey>>,
     jwks: RwLock<JwkSet>,
     cache: Mutex<HashMap<String, (Caller, i64, String)>>,
+    /// Last poll (ms) per device grant, for `slow_down`: a hint, so kept per node.
+    pub(crate) polls: Mutex<HashMap<String, i64>>,
 }
 
 /// What a signing key's sealed private key is bound to (also used when a rotation reseals it).
@@ -145,6 +147,7 @@ impl TokenService {
             verify_keys: RwLock::new(HashMap::new()),
             jwks: RwLock::new(JwkSet { keys: vec![] }),
             cache: Mutex::new(HashMap::new()),
+            polls: Mutex::new(HashMap::new()),
             arc: None,
         };
         service.load_public_keys(&rows)?;
@@ -181,7 +184,11 @@ impl TokenService {
         &self.audience
     }
 
+    /// `{authority}/{tenant}/v2.0`; for the multi-tenant aliases Entra's literal `{tenantid}`.
     pub fn issuer(&self, tenant_id: &str) -> String {
+        if crate::signin::is_alias(tenant_id) {
+            return format!("{}/{{tenantid}}/v2.0", self.authority);
+        }
         format!("{}/{tenant_id}/v2.0", self.authority)
     }
 
@@ -192,15 +199,40 @@ impl TokenService {
             authorization_endpoint: format!("{base}/oauth2/v2.0/authorize"),
             token_endpoint: format!("{base}/oauth2/v2.0/token"),
             jwks_uri: format!("{base}/discovery/v2.0/keys"),
-            response_types_supported: vec!["token".into()],
+            response_types_supported: vec!["code".into(), "token".into()],
             subject_types_supported: vec!["pairwise".into()],
             id_token_signing_alg_values_supported: vec!["ES256".into()],
             token_endpoint_auth_methods_supported: vec![
                 "client_secret_post".into(),
                 "private_key_jwt".into(),
             ],
-            grant_types_supported: vec!["client_credentials".into()],
+            grant_types_supported: vec![
+                "client_credentials".into(),
+                "authorization_code".into(),
+                "refresh_token".into(),
+                crate::interactive::DEVICE_CODE_GRANT.into(),
+            ],
             tenant_region_scope: None,
+            device_authorization_endpoint: format!("{base}/oauth2/v2.0/devicecode"),
+            end_session_endpoint: format!("{base}/oauth2/v2.0/logout"),
+            code_challenge_methods_supported: vec!["S256".into()],
+            scopes_supported: vec!["openid".into(), "profile".into(), "offline_access".into()],
+            claims_supported: [
+                "sub",
+                "iss",
+                "aud",
+                "exp",
+                "iat",
+                "nbf",
+                "oid",
+                "tid",
+                "name",
+                "preferred_username",
+                "nonce",
+                "auth_time",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 
@@ -211,9 +243,10 @@ impl TokenService {
         }
     }
 
-    /// Whether `tenant_id` names a tenant of this deployment.
+    /// Whether `tenant_id` names a tenant of this deployment, or is one of the aliases
+    /// (`organizations`, `common`) that people's sign-ins use.
     pub async fn tenant_exists(&self, tenant_id: &str) -> Result<bool, DomainError> {
-        Ok(self.store.get_tenant(tenant_id).await?.is_some())
+        Ok(crate::signin::is_alias(tenant_id) || self.store.get_tenant(tenant_id).await?.is_some())
     }
 
     /// The OAuth2 token endpoint (client credentials with a client secret).
@@ -456,22 +489,37 @@ impl TokenService {
             ver: "2.0".into(),
             idtyp: "app".into(),
             uti: strongbox_crypto::random_hex_id(),
+            scp: None,
+            upn: None,
+            preferred_username: None,
+            unique_name: None,
+            name: None,
+            appidacr: None,
+            amr: None,
         };
+        Ok(TokenResponse {
+            token_type: "Bearer".into(),
+            expires_in: TOKEN_LIFETIME_SECS,
+            ext_expires_in: TOKEN_LIFETIME_SECS,
+            access_token: self.sign(&claims)?,
+            refresh_token: None,
+            id_token: None,
+            scope: None,
+            client_info: None,
+        })
+    }
+
+    /// Signs claims (access or ID token) with the current key.
+    pub(crate) fn sign<T: serde::Serialize>(&self, claims: &T) -> Result<String, OAuthFailure> {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.signer.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.signer.key).map_err(|e| {
+        jsonwebtoken::encode(&header, claims, &self.signer.key).map_err(|e| {
             tracing::error!(error = %e, "token signing failed");
             oauth(
                 500,
                 "server_error",
                 "The token service encountered an internal error.",
             )
-        })?;
-        Ok(TokenResponse {
-            token_type: "Bearer".into(),
-            expires_in: TOKEN_LIFETIME_SECS,
-            ext_expires_in: TOKEN_LIFETIME_SECS,
-            access_token: token,
         })
     }
 

@@ -4,7 +4,7 @@
 
 use crate::Config;
 use anyhow::Context as _;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use strongbox_crypto::Keyring;
@@ -25,6 +25,11 @@ pub struct DevCredentials {
     pub authority: String,
     pub vault_url: String,
     pub ca_cert: String,
+    /// A person: the dev user's principal name and password.
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub password: String,
 }
 
 impl std::fmt::Debug for DevCredentials {
@@ -34,6 +39,8 @@ impl std::fmt::Debug for DevCredentials {
             .field("subscription_id", &self.subscription_id)
             .field("client_id", &self.client_id)
             .field("client_secret", &"[REDACTED]")
+            .field("user", &self.user)
+            .field("password", &"[REDACTED]")
             .field("vault_url", &self.vault_url)
             .finish()
     }
@@ -42,6 +49,7 @@ impl std::fmt::Debug for DevCredentials {
 const DEV_VAULT: &str = "dev";
 const DEV_RESOURCE_GROUP: &str = "strongbox-dev";
 const ADMIN_LIFETIME_DAYS: i64 = 365;
+const DEV_USER: &str = "dev@strongbox.localhost";
 
 async fn meta_string(store: &dyn Store, key: &str) -> anyhow::Result<Option<String>> {
     Ok(store
@@ -108,6 +116,9 @@ pub async fn dev(
     let previous: Option<DevCredentials> = std::fs::read(&path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
+    let previous_user = previous
+        .as_ref()
+        .map(|p| (p.user.clone(), p.password.clone()));
     let admin_client = meta_string(store, "dev_admin_client_id").await?;
     let (client_id, client_secret) = match (admin_client, previous) {
         (Some(id), Some(prev)) if prev.client_id == id => (id, prev.client_secret),
@@ -150,6 +161,15 @@ pub async fn dev(
             (principal.client_id, secret.expose_secret().to_string())
         }
     };
+    let (user, password) = dev_user(
+        store,
+        clock,
+        &tenant_id,
+        &subscription_id,
+        &vault,
+        previous_user.as_ref(),
+    )
+    .await?;
     let credentials = DevCredentials {
         tenant_id,
         subscription_id,
@@ -159,8 +179,60 @@ pub async fn dev(
         authority: authority.to_string(),
         vault_url: format!("https://{DEV_VAULT}.{}{port_suffix}", config.dns_suffix),
         ca_cert: ca_cert.display().to_string(),
+        user,
+        password,
     };
     let json = serde_json::to_vec_pretty(&credentials)?;
     crate::tls::write_private(&path, &json)?;
     Ok(credentials)
+}
+
+/// The dev user: Owner of the dev subscription and every secret permission on the dev vault.
+/// Its password is kept from the previous credentials file, or set anew if that is gone.
+async fn dev_user(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    tenant_id: &str,
+    subscription_id: &str,
+    vault: &strongbox_store::VaultRow,
+    previous: Option<&(String, String)>,
+) -> anyhow::Result<(String, String)> {
+    let password = match previous {
+        Some((user, password)) if user == DEV_USER && !password.is_empty() => {
+            if store.get_user_by_upn(DEV_USER).await?.is_some() {
+                return Ok((user.clone(), password.clone()));
+            }
+            password.clone()
+        }
+        _ => strongbox_crypto::random_hex_id(),
+    };
+    let secret = SecretString::from(password.clone());
+    match store.get_user_by_upn(DEV_USER).await? {
+        // The credentials file is gone: the dev user gets a new password.
+        Some(user) => strongbox_identity::reset_password(store, &user, &secret).await?,
+        None => {
+            let user = strongbox_identity::create_user(
+                store,
+                clock,
+                strongbox_identity::NewUser {
+                    tenant_id,
+                    upn: DEV_USER,
+                    display_name: "Strongbox developer",
+                    password: &secret,
+                },
+            )
+            .await?;
+            set_policy(store, vault, &user.object_id, &Permission::ALL).await?;
+            store
+                .insert_role_assignment(RoleAssignmentRow {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    scope: format!("/subscriptions/{subscription_id}"),
+                    role_definition_id: strongbox_domain::rbac::OWNER.into(),
+                    principal_id: user.object_id.clone(),
+                    created: clock.now(),
+                })
+                .await?;
+        }
+    }
+    Ok((DEV_USER.to_string(), password))
 }

@@ -10,6 +10,7 @@ mod identities;
 mod insights;
 mod keys;
 mod snapshot;
+mod users;
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -50,6 +51,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "device health",
         include_str!("../migrations/0008_device_health.sql"),
     ),
+    (9, "users", include_str!("../migrations/0009_users.sql")),
 ];
 
 fn backend(e: sqlx::Error) -> StoreError {

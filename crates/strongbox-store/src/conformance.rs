@@ -11,6 +11,7 @@ mod devices;
 mod identities;
 mod insights;
 mod keys;
+mod users;
 
 /// Runs every check; panics with the failing check's message.
 pub async fn run_all(store: Arc<dyn Store>) {
@@ -29,6 +30,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     devices::devices_operations_and_enrollments(&*store).await;
     device_health::reports_and_alert_history(&*store).await;
     keys::key_maintenance(&*store, &vault).await;
+    users::users_grants_and_refresh_families(&*store).await;
     // Last: it prunes changes store-wide.
     changes::change_feed(store.clone()).await;
 }

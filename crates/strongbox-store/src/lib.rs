@@ -15,6 +15,7 @@ pub mod insights;
 mod keys;
 mod locks;
 mod rows;
+mod users;
 mod vault_arm;
 
 pub use changes::*;
@@ -25,6 +26,7 @@ pub use insights::InsightsStore;
 pub use keys::*;
 pub use locks::*;
 pub use rows::*;
+pub use users::*;
 pub use vault_arm::*;
 
 /// A store's connection pools: connections open, and of those idle.
@@ -124,6 +126,7 @@ pub trait Store:
     + DeviceHealthStore
     + ChangeStore
     + KeyStore
+    + UserStore
     + Send
     + Sync
     + 'static
