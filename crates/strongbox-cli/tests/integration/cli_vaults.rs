@@ -694,18 +694,19 @@ async fn role_assignments_through_the_cli_and_what_they_allow() {
     assert_eq!(got, want);
     let (_, rows) = table(&sb.run(&["role", "list", "--assignee", &oid]).ok().out);
     assert_eq!(row(&rows, &contributor_name)[1], "Contributor");
-    // At the resource group and above: the admin's Owner and the Contributor, not the vault's
-    // Reader beneath.
+    // At the resource group and above: the two dev Owners (the admin principal and the dev
+    // user) and the Contributor, not the vault's Reader beneath.
     let (_, rows) = table(&sb.run(&["role", "list", "-g", RG, "--at-scope"]).ok().out);
     let roles: Vec<(&str, &str)> = rows
         .iter()
         .map(|r| (r[1].as_str(), r[2].as_str()))
         .collect();
-    assert_eq!(roles.len(), 2, "{rows:?}");
+    assert_eq!(roles.len(), 3, "{rows:?}");
+    assert_eq!(roles.iter().filter(|r| r.0 == "Owner").count(), 2, "{rows:?}");
     assert!(roles.contains(&("Owner", admin_oid.as_str())), "{rows:?}");
     assert!(roles.contains(&("Contributor", oid.as_str())), "{rows:?}");
     let (_, rows) = table(&sb.run(&["role", "list", "-g", RG]).ok().out);
-    assert_eq!(rows.len(), 3, "beneath included: {rows:?}");
+    assert_eq!(rows.len(), 4, "beneath included: {rows:?}");
     let (_, rows) = table(&sb.run(&["role", "definitions"]).ok().out);
     row(&rows, "Key Vault Secrets User");
 
@@ -847,7 +848,11 @@ async fn role_assignments_through_the_cli_and_what_they_allow() {
         String::from_utf8_lossy(&out.stderr)
     );
     let all: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(all.as_array().unwrap().len(), 1, "the admin's Owner: {all}");
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        2,
+        "the dev admin's and the dev user's Owner: {all}"
+    );
 }
 
 #[test]
