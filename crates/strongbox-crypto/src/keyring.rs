@@ -101,6 +101,9 @@ pub fn sealed_key_id(sealed: &[u8]) -> Option<u32> {
         .then(|| u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]))
 }
 
+/// The header's key id of what is sealed under the backup key: no data key has it.
+const BACKUP_KEY_ID: u32 = u32::MAX;
+
 /// The unsealed data keys. New values are sealed with the newest key; older keys stay for
 /// reading until a rotation has re-encrypted everything under them and retired them. The set
 /// can be refreshed in place (`refresh`), so every holder of the `Arc<Keyring>` sees a rotation.
@@ -240,6 +243,36 @@ impl Keyring {
         Ok(Some(self.seal(aad, &plain)))
     }
 
+    /// Seals a secret backup blob. Values are re-encrypted by a rotation and their old key
+    /// retired, but a blob has left the store and must restore for as long as the deployment
+    /// lives (Key Vault's backups do): it is sealed under a key derived from the master keys,
+    /// which a data-key rotation leaves alone and a rekey keeps.
+    pub fn seal_backup(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        seal_with(&self.backup_cipher(), BACKUP_KEY_ID, aad, plaintext)
+    }
+
+    /// Opens a blob of [`Keyring::seal_backup`], or one sealed under a data key (made before
+    /// blobs had their own key) while that key is still in the keyring.
+    pub fn open_backup(
+        &self,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        if sealed_key_id(sealed) == Some(BACKUP_KEY_ID) {
+            open_with(&self.backup_cipher(), aad, sealed)
+        } else {
+            self.open_sealed(aad, sealed)
+        }
+    }
+
+    fn backup_cipher(&self) -> XChaCha20Poly1305 {
+        let key = Zeroizing::new(crate::hmac_sha256(
+            self.master.kek.as_ref(),
+            b"strongbox secret-backup blobs v1",
+        ));
+        cipher(&key)
+    }
+
     /// A keyed hash for lookups of high-entropy secrets (client secrets); `label` separates uses.
     pub fn mac(&self, label: &str, data: &[u8]) -> [u8; 32] {
         let key = crate::hmac_sha256(self.master.mac.as_ref(), label.as_bytes());
@@ -361,6 +394,43 @@ mod tests {
             Err(CryptoError::UnknownKey(1))
         ));
         assert_eq!(ring.open_sealed(b"x", &new).unwrap().as_slice(), b"v");
+    }
+
+    #[test]
+    fn backup_blobs_outlive_the_rotation_that_retires_their_data_key_and_a_rekey() {
+        let (r, new_root) = (root(b"a"), root(b"b"));
+        let k1 = Keyring::new_data_key(&r, 1);
+        let ring = Keyring::open(&r, std::slice::from_ref(&k1)).unwrap();
+        let blob = ring.seal_backup(b"backup", b"versions");
+        assert_eq!(sealed_key_id(&blob), Some(BACKUP_KEY_ID));
+        // Rotate to key 2 and retire key 1.
+        let k2 = ring.wrap_new_data_key(2);
+        ring.refresh(std::slice::from_ref(&k2)).unwrap();
+        assert_eq!(ring.key_ids(), vec![2]);
+        assert_eq!(
+            ring.open_backup(b"backup", &blob).unwrap().as_slice(),
+            b"versions"
+        );
+        // Rekey: the master keys sealed under a new root open it too.
+        let master = MasterKeys::unseal(&new_root, Some(&ring.master().seal_under(&new_root)));
+        let rekeyed = Keyring::open_with(master.unwrap(), &[k2]).unwrap();
+        assert_eq!(
+            rekeyed.open_backup(b"backup", &blob).unwrap().as_slice(),
+            b"versions"
+        );
+        // Bound to its aad, and to this deployment's master keys.
+        assert!(rekeyed.open_backup(b"other", &blob).is_err());
+        let foreign = Keyring::open(&root(b"c"), &[Keyring::new_data_key(&root(b"c"), 1)]).unwrap();
+        assert!(foreign.open_backup(b"backup", &blob).is_err());
+        // Blobs made under a data key still open while that key exists.
+        let old_style = rekeyed.seal(b"backup", b"v0");
+        assert_eq!(
+            rekeyed
+                .open_backup(b"backup", &old_style)
+                .unwrap()
+                .as_slice(),
+            b"v0"
+        );
     }
 
     #[test]

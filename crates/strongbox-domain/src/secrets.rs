@@ -777,7 +777,7 @@ impl SecretService {
         let plain =
             Zeroizing::new(serde_json::to_vec(&payload).expect("backup payload serializes"));
         let blob = BackupBlob {
-            value: URL_SAFE_NO_PAD.encode(self.keyring.seal(BACKUP_AAD, &plain)),
+            value: URL_SAFE_NO_PAD.encode(self.keyring.seal_backup(BACKUP_AAD, &plain)),
         };
         self.audit_read(
             grant,
@@ -806,7 +806,7 @@ impl SecretService {
             .map_err(|_| malformed())?;
         let plain = self
             .keyring
-            .open_sealed(BACKUP_AAD, &sealed)
+            .open_backup(BACKUP_AAD, &sealed)
             .map_err(|_| malformed())?;
         let payload: BackupPayload = serde_json::from_slice(&plain).map_err(|_| malformed())?;
         let vault = grant.vault();

@@ -702,7 +702,11 @@ async fn role_assignments_through_the_cli_and_what_they_allow() {
         .map(|r| (r[1].as_str(), r[2].as_str()))
         .collect();
     assert_eq!(roles.len(), 3, "{rows:?}");
-    assert_eq!(roles.iter().filter(|r| r.0 == "Owner").count(), 2, "{rows:?}");
+    assert_eq!(
+        roles.iter().filter(|r| r.0 == "Owner").count(),
+        2,
+        "{rows:?}"
+    );
     assert!(roles.contains(&("Owner", admin_oid.as_str())), "{rows:?}");
     assert!(roles.contains(&("Contributor", oid.as_str())), "{rows:?}");
     let (_, rows) = table(&sb.run(&["role", "list", "-g", RG]).ok().out);

@@ -709,3 +709,88 @@ async fn rotation_on_shared_postgres_reaches_every_server_rekey_refuses_the_old_
         "{verified}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_backup_restores_after_its_data_key_is_retired_and_after_a_rekey() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let d = a.to_str().unwrap();
+    let port = free_port();
+    let mut server = Server::start_on(&a, port, &[]).await;
+    let token = server.admin_token().await;
+    let value = random_value();
+    let (s, _) = server
+        .call(
+            &token,
+            reqwest::Method::PUT,
+            "/secrets/saved",
+            Some(json!({"value": value})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, blob) = server
+        .call(&token, reqwest::Method::POST, "/secrets/saved/backup", None)
+        .await;
+    assert_eq!(s, 200);
+    // Rotated, re-encrypted, and the key the blob was made under retired.
+    ok(&["admin", "rotate-data-key", "--data-dir", d]);
+    assert_eq!(data_key_ids(&a).await, [2]);
+    let gone = |server: &Server, token: String| {
+        let (client, url) = (server.client.clone(), server.vault_url("dev"));
+        async move {
+            for (method, path) in [
+                ("DELETE", "/secrets/saved"),
+                ("DELETE", "/deletedsecrets/saved"),
+            ] {
+                let r = client
+                    .request(
+                        method.parse().unwrap(),
+                        format!("{url}{path}?api-version=7.6"),
+                    )
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "{method} {path}: {}", r.status());
+            }
+        }
+    };
+    gone(&server, token.clone()).await;
+    let (s, restored) = server
+        .call(
+            &token,
+            reqwest::Method::POST,
+            "/secrets/restore",
+            Some(blob.clone()),
+        )
+        .await;
+    assert_eq!(s, 200, "{restored}");
+    let (s, body) = server
+        .call(&token, reqwest::Method::GET, "/secrets/saved", None)
+        .await;
+    assert_eq!((s, body["value"].as_str()), (200, Some(value.as_str())));
+
+    // And under a new root.
+    let new_key = dir.path().join("new.key");
+    ok(&[
+        "admin",
+        "rekey",
+        "--data-dir",
+        d,
+        "--new-key-file",
+        new_key.to_str().unwrap(),
+    ]);
+    server.stop();
+    let server = Server::start_on(&a, port, &["--key-file", new_key.to_str().unwrap()]).await;
+    let token = server.admin_token().await;
+    gone(&server, token.clone()).await;
+    let (s, restored) = server
+        .call(
+            &token,
+            reqwest::Method::POST,
+            "/secrets/restore",
+            Some(blob),
+        )
+        .await;
+    assert_eq!(s, 200, "{restored}");
+}
