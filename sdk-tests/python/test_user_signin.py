@@ -250,6 +250,17 @@ def test_az_login_with_device_code_then_keyvault_secret_show(sb, browser, shots,
     assert sb.creds["subscription_id"] in [a["id"] for a in accounts], accounts
     shown = json.loads(az("keyvault", "secret", "show", "--vault-name", vault, "--name", name, "-o", "json"))
     assert shown["value"] == value
+    # Graph's /me names the signed-in user: an access-policy vault grants its creator, and an
+    # assignee given by UPN is found in the directory.
+    me = json.loads(az("ad", "signed-in-user", "show", "-o", "json"))
+    assert me["userPrincipalName"] == upn
+    kv = "u" + unique()[2:14]
+    created = json.loads(az("keyvault", "create", "-n", kv, "-g", "rg-users", "-l", "westeurope",
+                            "--enable-rbac-authorization", "false", "-o", "json"))
+    assert [p["objectId"] for p in created["properties"]["accessPolicies"]] == [me["id"]]
+    ra = json.loads(az("role", "assignment", "create", "--assignee", upn, "--role", "Key Vault Secrets User",
+                       "--scope", created["id"], "-o", "json"))
+    assert ra["principalId"] == me["id"] and ra["principalType"] == "User"
 
 
 # --- refusals ------------------------------------------------------------------------------------

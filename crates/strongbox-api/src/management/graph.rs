@@ -3,7 +3,7 @@
 //! object id and type for `az role assignment create`, and principal names for `az role
 //! assignment list`. Served under `{authority}/graph` (the cloud metadata's
 //! `microsoftGraphResourceId`), with tokens for that audience (or Graph's own). A caller sees
-//! only principals of its own tenant, and only their ids, names and app ids.
+//! only principals and users of its own tenant, and only their ids, names, app ids and UPNs.
 
 use super::ArmError;
 use super::context::{ArmCtx, Done, MAX_AUTHZ_BODY_BYTES, Outcome, json_body, method_not_allowed};
@@ -23,8 +23,10 @@ use std::sync::Arc;
 use strongbox_domain::Caller;
 use strongbox_domain::vault_lifecycle::tenant_chain;
 use strongbox_identity::Plane;
-use strongbox_store::PrincipalRow;
+use strongbox_store::{PrincipalRow, UserRow};
 
+/// The principal kind of people (see strongbox-identity's users).
+const USER_KIND: &str = "User";
 /// Graph's own limit on `directoryObjects/getByIds`.
 const MAX_IDS: usize = 1000;
 /// The audit record's operation name of every directory read.
@@ -71,8 +73,29 @@ impl GraphCtx {
     }
 }
 
-/// A directory object as Graph shows a service principal (managed identities are service
+/// A person as Graph shows a user.
+fn wire_user(u: &UserRow) -> Value {
+    json!({
+        "@odata.type": "#microsoft.graph.user",
+        "id": u.object_id,
+        "userPrincipalName": u.upn,
+        "displayName": u.display_name,
+        "accountEnabled": u.enabled,
+    })
+}
+
+/// A directory object: a user, or a service principal (managed identities are service
 /// principals there too).
+async fn wire_object(app: &AppState, p: &PrincipalRow) -> Result<Value, ArmError> {
+    if p.kind == USER_KIND
+        && let Some(u) = app.store.get_user(&p.object_id).await?
+    {
+        return Ok(wire_user(&u));
+    }
+    Ok(wire(p))
+}
+
+/// A directory object as Graph shows a service principal.
 fn wire(p: &PrincipalRow) -> Value {
     let kind = if p.kind == "ServicePrincipal" {
         "Application"
@@ -111,15 +134,22 @@ async fn in_tenant(
         .filter(|p| p.tenant_id.eq_ignore_ascii_case(&caller.tenant_id)))
 }
 
-/// `/me` is for signed-in users; an application's token gets Graph's refusal, which tells the
-/// CLI to look the caller up by its app id instead.
+/// `/me`: the signed-in user (a delegated token); an application's token gets Graph's
+/// refusal, which tells the CLI to look the caller up by its app id instead.
 async fn me(State(app): State<Arc<AppState>>, ctx: GraphCtx) -> Response {
-    let outcome: Outcome = ctx.0.caller().and_then(|_| {
-        Err(ArmError::bad_request_code(
-            "BadRequest",
-            "/me request is only valid with delegated authentication flow.",
-        ))
-    });
+    let outcome: Outcome = async {
+        let caller = ctx.0.caller()?;
+        match app.store.get_user(&caller.object_id).await? {
+            Some(u) if u.tenant_id.eq_ignore_ascii_case(&caller.tenant_id) => {
+                Ok(Done::json(StatusCode::OK, &wire_user(&u), false))
+            }
+            _ => Err(ArmError::bad_request_code(
+                "BadRequest",
+                "/me request is only valid with delegated authentication flow.",
+            )),
+        }
+    }
+    .await;
     ctx.finish(&app, outcome).await
 }
 
@@ -142,15 +172,20 @@ async fn service_principals(State(app): State<Arc<AppState>>, ctx: GraphCtx) -> 
     ctx.finish(&app, outcome).await
 }
 
-/// `users?$filter=userPrincipalName eq 'UPN'`: Strongbox's directory holds no users yet.
+/// `users?$filter=userPrincipalName eq 'UPN'`: the user of that name in the caller's tenant.
 async fn users(State(app): State<Arc<AppState>>, ctx: GraphCtx) -> Response {
     let outcome: Outcome = async {
-        ctx.0.caller()?;
+        let caller = ctx.0.caller()?;
         let filter = ctx.0.query("$filter").unwrap_or_default();
-        if upn_filter(filter).is_none() {
+        let Some(upn) = upn_filter(filter) else {
             return Err(unsupported_filter());
-        }
-        list(Vec::new())
+        };
+        let found = app
+            .store
+            .get_user_by_upn(&upn.to_ascii_lowercase())
+            .await?
+            .filter(|u| u.tenant_id.eq_ignore_ascii_case(&caller.tenant_id));
+        list(found.iter().map(wire_user).collect())
     }
     .await;
     ctx.finish(&app, outcome).await
@@ -182,7 +217,7 @@ async fn get_by_ids(
         let mut value = Vec::new();
         for id in &req.ids {
             if let Some(p) = in_tenant(&app, caller, id).await? {
-                value.push(wire(&p));
+                value.push(wire_object(&app, &p).await?);
             }
         }
         list(value)

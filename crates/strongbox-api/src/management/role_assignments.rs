@@ -119,7 +119,26 @@ fn definition_id(subscription: Option<&str>, role: &RoleDefinition) -> String {
     }
 }
 
-fn assignment_json(a: &RoleAssignmentRow) -> serde_json::Value {
+/// ARM's principalType of a principal: people are `User`, everything else (applications,
+/// managed identities) a `ServicePrincipal`.
+fn arm_principal_type(kind: &str) -> &'static str {
+    if kind == "User" {
+        "User"
+    } else {
+        "ServicePrincipal"
+    }
+}
+
+/// The principalType of the principal an assignment names (gone: `ServicePrincipal`, as before).
+async fn principal_type_of(app: &AppState, principal_id: &str) -> Result<&'static str, ArmError> {
+    Ok(app
+        .store
+        .get_principal(principal_id)
+        .await?
+        .map_or("ServicePrincipal", |p| arm_principal_type(&p.kind)))
+}
+
+fn assignment_json(a: &RoleAssignmentRow, principal_type: &str) -> serde_json::Value {
     let scope = display_scope(&a.scope);
     let subscription = Scope::parse(&a.scope).ok().map(|s| s.subscription_id);
     let role_id = match rbac::role_definition(&a.role_definition_id) {
@@ -134,7 +153,7 @@ fn assignment_json(a: &RoleAssignmentRow) -> serde_json::Value {
             "scope": scope,
             "roleDefinitionId": role_id,
             "principalId": a.principal_id,
-            "principalType": "ServicePrincipal",
+            "principalType": principal_type,
             "description": null,
             "condition": null,
             "conditionVersion": null,
@@ -373,12 +392,16 @@ async fn assignment_op(
     match *method {
         Method::GET => {
             let a = existing.ok_or_else(|| not_found(&name))?;
-            Ok(Json(assignment_json(&a)).into_response())
+            let t = principal_type_of(app, &a.principal_id).await?;
+            Ok(Json(assignment_json(&a, t)).into_response())
         }
         Method::DELETE => match existing {
             None => Ok(StatusCode::NO_CONTENT.into_response()),
             Some(a) => match app.store.delete_role_assignment(&a.id).await {
-                Ok(()) => Ok(Json(assignment_json(&a)).into_response()),
+                Ok(()) => {
+                    let t = principal_type_of(app, &a.principal_id).await?;
+                    Ok(Json(assignment_json(&a, t)).into_response())
+                }
                 Err(strongbox_store::StoreError::NotFound) => {
                     Ok(StatusCode::NO_CONTENT.into_response())
                 }
@@ -397,15 +420,6 @@ async fn assignment_op(
                     "Conditions, descriptions and delegated managed identities are not supported on role assignments.",
                 ));
             }
-            if let Some(t) = &p.principal_type
-                && !t.eq_ignore_ascii_case("ServicePrincipal")
-            {
-                return Err(ArmError::new(
-                    StatusCode::BAD_REQUEST,
-                    "UnmatchedPrincipalType",
-                    "The PrincipalId is of type 'ServicePrincipal'; the request's principalType does not match it.",
-                ));
-            }
             let role = parse_role_definition_id(&p.role_definition_id, &scope.subscription_id)?;
             let principal_id = p.principal_id.to_ascii_lowercase();
             if !is_guid(&principal_id) {
@@ -417,6 +431,18 @@ async fn assignment_op(
                 .await?
                 .filter(|pr| pr.tenant_id == caller.tenant_id)
                 .ok_or_else(|| principal_not_found(&principal_id, &caller.tenant_id))?;
+            let principal_type = arm_principal_type(&principal.kind);
+            if let Some(t) = &p.principal_type
+                && !t.eq_ignore_ascii_case(principal_type)
+            {
+                return Err(ArmError::new(
+                    StatusCode::BAD_REQUEST,
+                    "UnmatchedPrincipalType",
+                    format!(
+                        "The PrincipalId is of type '{principal_type}'; the request's principalType does not match it."
+                    ),
+                ));
+            }
             let row = RoleAssignmentRow {
                 id: name.clone(),
                 scope: scope.key(),
@@ -428,7 +454,7 @@ async fn assignment_op(
                 if a.role_definition_id.eq_ignore_ascii_case(role.id)
                     && a.principal_id == row.principal_id
                 {
-                    return Ok(Json(assignment_json(a)).into_response());
+                    return Ok(Json(assignment_json(a, principal_type)).into_response());
                 }
                 return Err(ArmError::conflict(
                     "RoleAssignmentUpdateNotPermitted",
@@ -450,7 +476,11 @@ async fn assignment_op(
                 ));
             }
             match app.store.insert_role_assignment(row.clone()).await {
-                Ok(()) => Ok((StatusCode::CREATED, Json(assignment_json(&row))).into_response()),
+                Ok(()) => Ok((
+                    StatusCode::CREATED,
+                    Json(assignment_json(&row, principal_type)),
+                )
+                    .into_response()),
                 // The name is taken at another scope.
                 Err(strongbox_store::StoreError::Conflict) => Err(ArmError::conflict(
                     "RoleAssignmentUpdateNotPermitted",
@@ -545,7 +575,7 @@ async fn list_op(app: &AppState, ctx: &ArmCtx, scope: &Scope) -> Result<Response
         .store
         .list_role_assignments_under(&Scope::subscription(&scope.subscription_id).id())
         .await?;
-    let value: Vec<_> = all
+    let listed: Vec<_> = all
         .iter()
         .filter(|a| {
             let above_or_at = rbac::scope_covers(&a.scope, &scope_id);
@@ -556,8 +586,14 @@ async fn list_op(app: &AppState, ctx: &ArmCtx, scope: &Scope) -> Result<Response
                     .as_ref()
                     .is_none_or(|p| &a.principal_id == p)
         })
-        .map(assignment_json)
         .collect();
+    let mut value = Vec::with_capacity(listed.len());
+    for a in listed {
+        value.push(assignment_json(
+            a,
+            principal_type_of(app, &a.principal_id).await?,
+        ));
+    }
     Ok(Json(json!({ "value": value })).into_response())
 }
 
