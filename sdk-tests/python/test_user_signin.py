@@ -145,7 +145,12 @@ def enter_device_code(driver, sb, shots: Path, label: str, user_code: str) -> No
 
 
 def page_text(driver) -> str:
-    return driver.find_element(By.TAG_NAME, "body").text
+    """The page's text; "" while the page is being replaced (waits poll again)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    try:
+        return driver.find_element(By.TAG_NAME, "body").text
+    except StaleElementReferenceException:
+        return ""
 
 
 def signins(sb) -> list[dict]:
